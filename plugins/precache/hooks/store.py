@@ -1,0 +1,298 @@
+"""The integration database: records, the per-registry run summary and the phrase ledger.
+
+Every write is keyed so that repeating it changes nothing: records by
+``_id = "<registry_id>:<row>"`` (plus the unique ``(registry_id, row)`` index of
+CONTRACTS §3), the summary by ``registry_id``, phrases by their content address.
+Lookups by ``_id`` are also the ones FerretDB's SQLite backend serves without a scan.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
+
+from airflow.providers.mongo.hooks.mongo import MongoHook
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+RUNS = "precache_runs"
+PHRASES = "precache_phrases"
+RUN_PHRASES = "precache_run_phrases"
+WRITE_CHUNK = 1000
+# FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
+# 40 is fine), so bulk updates go out in commands of at most this many statements.
+UPDATE_CHUNK = 32
+DUPLICATE_KEY = 11000
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def record_id(registry_id: str, row: int) -> str:
+    return f"{registry_id}:{row}"
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def bulk(coll: Collection, ops: list[Any]) -> None:
+    for part in chunks(ops, UPDATE_CHUNK):
+        coll.bulk_write(part, ordered=False)
+
+
+class PrecacheStore:
+    """Typed access to the collections of one ``mongo_default``-style connection."""
+
+    def __init__(self, mongo_conn_id: str = "mongo_default", database: str | None = None) -> None:
+        self.hook = MongoHook(mongo_conn_id=mongo_conn_id)
+        self.db: Database = self.hook.get_conn()[database or self.hook.connection.schema or "integration"]
+
+    def close(self) -> None:
+        self.hook.close()
+
+    def __enter__(self) -> PrecacheStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- records -------------------------------------------------------------------
+
+    def records(self, collection: str) -> Collection:
+        return self.db[collection]
+
+    def ensure_indexes(self, collection: str) -> None:
+        self.records(collection).create_index(
+            [("registry_id", ASCENDING), ("row", ASCENDING)], unique=True, name="registry_row_unique"
+        )
+
+    def write_records(self, collection: str, registry_id: str, records: Iterable[dict[str, Any]]) -> int:
+        """Write rows 1..N as documents, replacing any earlier version of the same row.
+
+        New rows go in with ``insert_many`` (the fast path); rows that already exist
+        come back as duplicate-key errors and are replaced by ``_id``. Rows beyond N
+        left by a longer earlier version of the registry are removed. Returns N.
+        """
+        coll = self.records(collection)
+        # Clearing first and inserting is one scan plus fast inserts; replacing row by row
+        # costs a collection scan per row on FerretDB. The source was fully validated
+        # before this runs, and a crash in between is repaired by rerunning the task.
+        coll.delete_many({"registry_id": registry_id})
+        total = 0
+        for batch in chunks(records, WRITE_CHUNK):
+            docs = []
+            for obj in batch:
+                total += 1
+                docs.append(
+                    {
+                        "_id": record_id(registry_id, total),
+                        "registry_id": registry_id,
+                        "row": total,
+                        "obj": obj,
+                        "precache": {"status": "pending"},
+                    }
+                )
+            try:
+                coll.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+                if other:
+                    raise
+                existing = [docs[e["index"]] for e in errors]
+                bulk(coll, [ReplaceOne({"_id": d["_id"]}, d) for d in existing])
+        coll.delete_many({"registry_id": registry_id, "row": {"$gt": total}})
+        return total
+
+    def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        return list(
+            self.records(collection).find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}})
+        )
+
+    def set_record_results(self, collection: str, results: list[tuple[str, dict[str, Any]]]) -> None:
+        """``results``: ``(_id, precache sub-document)`` pairs.
+
+        Records sharing one outcome (all the cached ones, typically) are written by a
+        single ``update_many``; the rest one by one.
+        """
+        groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for rid, p in results:
+            groups.setdefault(repr(sorted(p.items())), (p, []))[1].append(rid)
+        singles = []
+        for p, ids in groups.values():
+            if len(ids) == 1:
+                singles.append(UpdateOne({"_id": ids[0]}, {"$set": {"precache": p}}))
+            else:
+                self.records(collection).update_many({"_id": {"$in": ids}}, {"$set": {"precache": p}})
+        bulk(self.records(collection), singles)
+
+    def failed_records(self, collection: str, registry_id: str, run_id: str, limit: int) -> list[dict[str, Any]]:
+        cur = self.records(collection).find(
+            {"registry_id": registry_id, "precache.run_id": run_id, "precache.status": "failed"},
+            {"row": 1, "precache": 1},
+        )
+        return sorted(cur, key=lambda d: d["row"])[:limit]
+
+    # --- run summary -----------------------------------------------------------------
+
+    def start_run(self, registry_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create the summary for ``fields["dag_run_id"]``, or keep it if this run made it."""
+        runs = self.db[RUNS]
+        doc = runs.find_one({"_id": registry_id})
+        if doc is not None and doc.get("dag_run_id") == fields["dag_run_id"]:
+            return doc
+        doc = {
+            "_id": registry_id,
+            **fields,
+            "status": "running",
+            "processed": 0,
+            "cached": 0,
+            "failed": 0,
+            "unique_phrases": 0,
+            "started_at": now(),
+            "finished_at": None,
+            "published_processed": -1,
+            "batches": {},
+        }
+        runs.replace_one({"_id": registry_id}, doc, upsert=True)
+        return doc
+
+    def get_run(self, registry_id: str) -> dict[str, Any] | None:
+        return self.db[RUNS].find_one({"_id": registry_id}, {"batches": 0})
+
+    def update_run(self, registry_id: str, run_id: str, fields: dict[str, Any]) -> None:
+        self.db[RUNS].update_one({"_id": registry_id, "dag_run_id": run_id}, {"$set": fields})
+
+    def acquire_lock(self, registry_id: str, run_id: str, lease_s: float = 30.0, wait_s: float = 120.0) -> str:
+        """A lease on the summary: holders publish progress one at a time, in order."""
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_s
+        while True:
+            t = time.time()
+            got = self.db[RUNS].update_one(
+                {"_id": registry_id, "dag_run_id": run_id, "$or": [{"lock_until": None}, {"lock_until": {"$lt": t}}]},
+                {"$set": {"lock_until": t + lease_s, "lock_owner": token}},
+            )
+            if got.modified_count == 1:
+                return token
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"progress lock of registry {registry_id!r} not acquired in {wait_s:.0f}s")
+            time.sleep(0.01)
+
+    def release_lock(self, registry_id: str, token: str) -> None:
+        self.db[RUNS].update_one({"_id": registry_id, "lock_owner": token}, {"$set": {"lock_until": None, "lock_owner": None}})
+
+    def set_batch_counts(self, registry_id: str, run_id: str, batch: str, counts: dict[str, int]) -> dict[str, Any]:
+        """Record a batch's absolute counts and move the run totals by the difference.
+
+        Setting absolute per-batch numbers (not adding) is what keeps a retried batch
+        from counting its records twice; the compare-and-set on the previous value
+        makes the total move exactly once per change.
+        """
+        runs = self.db[RUNS]
+        while True:
+            doc = runs.find_one({"_id": registry_id, "dag_run_id": run_id}, {f"batches.{batch}": 1})
+            if doc is None:
+                raise LookupError(f"no running summary for registry {registry_id!r} and run {run_id!r}")
+            old = doc.get("batches", {}).get(batch) or {"processed": 0, "cached": 0, "failed": 0}
+            flt: dict[str, Any] = {"_id": registry_id, "dag_run_id": run_id}
+            if doc.get("batches", {}).get(batch):
+                flt.update({f"batches.{batch}.{k}": v for k, v in old.items()})
+            else:
+                flt[f"batches.{batch}"] = {"$exists": False}
+            new = runs.find_one_and_update(
+                flt,
+                {
+                    "$set": {f"batches.{batch}": counts},
+                    "$inc": {k: counts[k] - old.get(k, 0) for k in ("processed", "cached", "failed")},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if new is not None:
+                return new
+
+    # --- phrase ledger -----------------------------------------------------------------
+
+    def claim_phrases(self, keys: list[str], run_id: str, force: bool, lease_s: float) -> tuple[set[str], dict[str, str | None], set[str]]:
+        """Sort phrase keys into: to send now, already settled (key → error or None), held by another task.
+
+        A phrase is sent at most once per run and, unless ``force``, never again once
+        cached by any run. Claims are leases so a killed worker's phrases are taken over.
+        """
+        ledger = self.db[PHRASES]
+        t = time.time()
+        claim = {"status": "pending", "run_id": run_id, "lease_until": t + lease_s, "error": None}
+        mine: set[str] = set()
+        done: dict[str, str | None] = {}
+        held: set[str] = set()
+        if not keys:
+            return mine, done, held
+        try:
+            ledger.insert_many([{"_id": k, **claim} for k in keys], ordered=False)
+            return set(keys), done, held
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            dup_idx = {e["index"] for e in errors}
+        mine = {k for i, k in enumerate(keys) if i not in dup_idx}
+        dups = [keys[i] for i in sorted(dup_idx)]
+        for doc in ledger.find({"_id": {"$in": dups}}):
+            k, status, owner = doc["_id"], doc.get("status"), doc.get("run_id")
+            if status == "cached" and (not force or owner == run_id):
+                done[k] = None
+            elif status == "failed" and owner == run_id:
+                done[k] = doc.get("error") or "failed"
+            elif status == "pending" and (doc.get("lease_until") or 0) > t:
+                held.add(k)
+            else:
+                won = ledger.update_one(
+                    {"_id": k, "status": status, "run_id": owner, "lease_until": doc.get("lease_until")},
+                    {"$set": claim},
+                )
+                (mine.add if won.modified_count else held.add)(k)
+        return mine, done, held
+
+    def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
+        """Record outcomes (key → error, None when cached) of phrases this run sent."""
+        if results:
+            bulk(
+                self.db[PHRASES],
+                [
+                    UpdateOne(
+                        {"_id": k},
+                        {"$set": {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": now()}},
+                    )
+                    for k, err in results.items()
+                ],
+            )
+
+    def phrase_states(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d for d in self.db[PHRASES].find({"_id": {"$in": list(keys)}})}
+
+    def mark_run_phrases(self, run_id: str, keys: Iterable[str]) -> None:
+        """Remember which distinct phrases this run needed (for ``unique_phrases``)."""
+        docs = [{"_id": f"{run_id}|{k}", "run_id": run_id} for k in keys]
+        if not docs:
+            return
+        try:
+            self.db[RUN_PHRASES].insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+    def count_run_phrases(self, run_id: str) -> int:
+        return self.db[RUN_PHRASES].count_documents({"run_id": run_id})
+
+
+__all__ = ["PrecacheStore", "DuplicateKeyError", "record_id"]
