@@ -165,4 +165,4 @@ def tts_precache() -> None:
     cached >> complete >> cleanup.as_teardown(setups=queue)
 
 
-tts_precache()
+dag = tts_precache()

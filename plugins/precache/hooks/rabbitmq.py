@@ -16,6 +16,8 @@ from airflow.sdk import BaseHook
 from precache.models import check_queue_name
 
 log = logging.getLogger(__name__)
+# pika logs every connection open/close at INFO, drowning the task log.
+logging.getLogger("pika").setLevel(logging.WARNING)
 
 # Errors after which a fresh connection may well succeed (broker restart, network blip).
 TRANSIENT = (
