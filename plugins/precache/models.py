@@ -129,7 +129,7 @@ _FALSE = {"false", "0", "no"}
 class TtsSettings(BaseModel):
     """Build settings ``PRECACHE_*`` coerced from the portal's strings."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", allow_inf_nan=False)
 
     voice: str | None = Field(default=None, alias="PRECACHE_VOICE")
     speed: float = Field(default=1.0, alias="PRECACHE_SPEED", gt=0, le=10)
@@ -227,6 +227,8 @@ class Build(BaseModel):
 
 class TtsRequest(BaseModel):
     """The body of ``POST /api/v1/tts`` (CONTRACTS §5)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     text: str
     voice: str

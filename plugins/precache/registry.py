@@ -54,7 +54,10 @@ def detect_delimiter(header_line: str) -> str:
 
 
 def _unique_header(header: list[str], where: str) -> list[str]:
-    names = [h.strip() for h in header]
+    names = [h.replace("\ufeff", "").strip() for h in header]
+    # Excel exports often end the header with empty cells (a trailing ';', formatted columns).
+    while names and not names[-1]:
+        names.pop()
     if not any(names):
         raise RegistryError(f"{where}: the header row is empty")
     seen: set[str] = set()
@@ -87,6 +90,8 @@ def iter_csv(
             if not any(c.strip() for c in cells):
                 continue
             row += 1
+            if len(cells) > len(header) and not any(c.strip() for c in cells[len(header):]):
+                cells = cells[: len(header)]
             if len(cells) != len(header):
                 raise RegistryError(
                     f"{where}: row {row} (line {reader.line_num + 1}) has {len(cells)} fields, "
@@ -144,6 +149,8 @@ def iter_json(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
     """Yield the objects of a top-level JSON array, streamed with ijson."""
     import ijson
 
+    if stream.read(3) != codecs.BOM_UTF8:
+        stream.seek(0)
     row = 0
     try:
         for item in ijson.items(stream, "item", use_float=True):

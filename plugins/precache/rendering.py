@@ -31,8 +31,15 @@ def normalise(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def _finalize(value: Any) -> Any:
+    # A null field would otherwise be spoken, and cached, as the word "None".
+    if value is None:
+        raise UndefinedError("a field used by the template is null")
+    return value
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
 
 
 @dataclass(frozen=True)

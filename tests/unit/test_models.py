@@ -150,8 +150,6 @@ def test_bad_setting_names_the_alias(name, value, expected):
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
-@pytest.mark.xfail(strict=True, reason="BUG: PRECACHE_VOLUME_LEVEL accepts nan/inf (models.py:138), "
-                   "which TtsRequest then serialises as non-JSON NaN/Infinity")
 def test_volume_must_be_finite(value):
     settings_error("PRECACHE_VOLUME_LEVEL", value)
 

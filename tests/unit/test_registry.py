@@ -48,8 +48,6 @@ def test_csv_utf8_bom(tmp_path):
     assert rec["ФИО"] == "Иванов Иван"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: explicit encoding='utf-8' on a BOM file keeps U+FEFF in the "
-                   "first header name (registry.py:78-83)")
 def test_csv_bom_with_explicit_utf8(tmp_path):
     p = tmp_path / "r.csv"
     p.write_bytes(codecs.BOM_UTF8 + "ФИО;Сумма\nИванов Иван;100\n".encode())
@@ -138,8 +136,6 @@ def test_xlsx(tmp_path):
                        {"ФИО": "Петрова Анна", "Сумма": "2500", "Пени": ""}]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a formatted but empty cell right of the header makes "
-                   "iter_xlsx fail with 'header column 3 has no name' (registry.py:120)")
 def test_xlsx_trailing_formatted_empty_column(tmp_path):
     wb = Workbook()
     wb.active.append(["ФИО", "Сумма"])
@@ -171,8 +167,6 @@ def test_json_types_kept(tmp_path):
     assert type(out[0]["sum"]) is int and type(out[0]["rate"]) is float
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON registry saved as UTF-8 with BOM is refused "
-                   "(registry.py:149, ijson gets the BOM); JSONL handles it")
 def test_json_with_bom(tmp_path):
     p = tmp_path / "r.json"
     p.write_bytes(codecs.BOM_UTF8 + b'[{"a": 1}]')

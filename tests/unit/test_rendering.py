@@ -131,3 +131,9 @@ def test_sandbox_refuses_unsafe_templates(template):
     assert r.error.startswith("message 'm': ")
     assert "refused by the template sandbox" in r.error and "is unsafe" in r.error
     assert "<class" not in r.error and "object at 0x" not in r.error
+
+
+def test_null_field_fails_the_record_instead_of_saying_none():
+    r = one("Здравствуйте, {{ fio }}!", {"obj": {"fio": None}})
+    assert r.request is None
+    assert r.error == "message 'm': a field used by the template is null"
