@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
-from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -195,31 +195,19 @@ class PrecacheStore:
     def set_batch_counts(self, registry_id: str, run_id: str, batch: str, counts: dict[str, int]) -> dict[str, Any]:
         """Record a batch's absolute counts and move the run totals by the difference.
 
-        Setting absolute per-batch numbers (not adding) is what keeps a retried batch
-        from counting its records twice; the compare-and-set on the previous value
-        makes the total move exactly once per change.
+        Call it holding the progress lock. Setting absolute per-batch numbers (not
+        adding) is what keeps a retried batch from counting its records twice.
         """
         runs = self.db[RUNS]
-        while True:
-            doc = runs.find_one({"_id": registry_id, "dag_run_id": run_id}, {f"batches.{batch}": 1})
-            if doc is None:
-                raise LookupError(f"no running summary for registry {registry_id!r} and run {run_id!r}")
-            old = doc.get("batches", {}).get(batch) or {"processed": 0, "cached": 0, "failed": 0}
-            flt: dict[str, Any] = {"_id": registry_id, "dag_run_id": run_id}
-            if doc.get("batches", {}).get(batch):
-                flt.update({f"batches.{batch}.{k}": v for k, v in old.items()})
-            else:
-                flt[f"batches.{batch}"] = {"$exists": False}
-            new = runs.find_one_and_update(
-                flt,
-                {
-                    "$set": {f"batches.{batch}": counts},
-                    "$inc": {k: counts[k] - old.get(k, 0) for k in ("processed", "cached", "failed")},
-                },
-                return_document=ReturnDocument.AFTER,
-            )
-            if new is not None:
-                return new
+        doc = runs.find_one({"_id": registry_id, "dag_run_id": run_id})
+        if doc is None:
+            raise LookupError(f"no running summary for registry {registry_id!r} and run {run_id!r}")
+        old = (doc.get("batches") or {}).get(batch) or {}
+        inc = {k: counts[k] - old.get(k, 0) for k in ("processed", "cached", "failed")}
+        runs.update_one({"_id": registry_id, "dag_run_id": run_id}, {"$set": {f"batches.{batch}": counts}, "$inc": inc})
+        for k, v in inc.items():
+            doc[k] += v
+        return doc
 
     # --- phrase ledger -----------------------------------------------------------------
 
