@@ -26,6 +26,7 @@ elapsed=$(echo "$(date +%s.%N) - $started" | bc)
 stats=$(curl -s "http://127.0.0.1:$TTS_PORT/_admin/stats" | python -c '
 import json, sys
 s = json.load(sys.stdin)
-print(f"{s[\"requests\"]} requests, {s[\"synthesized\"]} phrases synthesized since it started, peak {s[\"peak_in_flight\"]} in flight")')
+print("%d requests, %d phrases synthesized since it started, peak %d in flight"
+      % (s["requests"], s["synthesized"], s["peak_in_flight"]))')
 printf '==> DAG run %s in %.1fs (incl. Airflow start-up); TTS proxy: %s\n' "$state" "$elapsed" "$stats"
 [ "$state" = success ] || { grep -E "ERROR|Error|error" "$log" | tail -5; exit 1; }
