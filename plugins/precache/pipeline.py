@@ -105,13 +105,16 @@ def ingest(conf: dict[str, Any], store: PrecacheStore, settings: Settings) -> di
 
 
 def lookup_build(build_id: str, conn_id: str = "portal_api", timeout_s: float = 30.0) -> dict[str, Any]:
-    """Steps 4–5: ``GET /api/v1/builds/{build_id}`` on the portal."""
+    """Steps 4–5: ``GET /api/v1/builds/{build_id}`` on the portal, via the HTTP provider."""
     import requests
+    from airflow.providers.http.hooks.http import HttpHook
 
-    base, headers = connection_base(conn_id)
-    url = f"{base}/api/v1/builds/{requests.utils.quote(build_id, safe='')}"
+    hook = HttpHook(method="GET", http_conn_id=conn_id)
+    token = hook.get_connection(conn_id).password
+    headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    endpoint = f"api/v1/builds/{requests.utils.quote(build_id, safe='')}"
     try:
-        resp = requests.get(url, headers={**headers, "Accept": "application/json"}, timeout=timeout_s)
+        resp = hook.run(endpoint, headers=headers, extra_options={"check_response": False, "timeout": timeout_s})
     except requests.Timeout:
         raise ConnectionError(f"portal API: build {build_id!r}: no answer within {timeout_s:.0f}s") from None
     except requests.RequestException as exc:

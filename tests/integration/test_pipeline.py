@@ -50,6 +50,8 @@ def test_run_succeeds_and_every_record_is_cached(first_run: dict[str, Any], mong
     assert len(docs) == 250
     assert sorted(d["row"] for d in docs) == list(range(1, 251))
     assert {d["precache"]["status"] for d in docs} == {"cached"}
+    labels = sorted(ti.rendered_map_index for ti in first_run["dr"].get_task_instances() if ti.task_id == "cache")
+    assert labels == ["rows 101–200", "rows 1–100", "rows 201–250"]
     # cp1251 + ';' were detected: Cyrillic header names and values came through intact
     assert set(docs[0]["obj"]) == {"fio", "sum", "date", "Дата платежа"}
     assert docs[0]["obj"]["fio"].split()[0] in {"Иванов", "Петров", "Сидоров", "Смирнов", "Кузнецов", "Попов", "Васильев", "Соколов", "Михайлов", "Новиков"}
@@ -149,3 +151,15 @@ def test_portal_404_fails_naming_the_build(dag: Any, standins: dict[str, str], m
     assert s["declare_queue"] == "upstream_failed"
     assert mongo_db.precache_runs.count_documents({"_id": "it-404"}) == 0
     assert tts_stats(standins)["requests"] == before
+
+
+def test_unread_queue_is_deleted_after_the_drain_timeout(dag: Any, mongo_db: Any) -> None:
+    """No reader at all: cleanup defers to the triggerer, then deletes after PRECACHE_QUEUE_DRAIN_TIMEOUT (5 s here)."""
+    records = [{"fio": f"Без Читателя {i}", "sum": "1", "Дата платежа": "05.12.2026"} for i in range(3)]
+    dr = run(dag, {"registry_id": "it-noreader", "build_id": "t3", "registry": {"records": records}})
+    assert str(dr.state) == "success", states(dr)
+    queue = mongo_db.precache_runs.find_one({"_id": "it-noreader"})["queue"]
+    assert not queue_exists(queue)
+    cleanup = next(ti for ti in dr.get_task_instances() if ti.task_id == "cleanup")
+    assert str(cleanup.state) == "success"
+    assert (cleanup.end_date - cleanup.start_date).total_seconds() >= 4  # it waited for a reader first
