@@ -2,6 +2,7 @@
 
     python -m precache.cli follow --registry-id demo-debtors [--since EPOCH]
     python -m precache.cli follow --queue project.tts.precache.demo-4021
+    python -m precache.cli report --registry-id demo-debtors [--out FILE.csv]
 
 Reads the queue as the integration script would (acking what it reads, so the run's
 cleanup sees the queue drained), draws a progress line, and prints a summary with the
@@ -23,12 +24,41 @@ def _amqp_url() -> str:
     return os.environ.get("AIRFLOW_CONN_RABBITMQ_DEFAULT", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-def _find_run(registry_id: str, since: float, timeout: float) -> tuple[str, str]:
-    """Wait for a run of ``registry_id`` started after ``since``: its queue and run id."""
+def _mongo_db() -> Any:
     import pymongo
 
     uri = os.environ.get("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://127.0.0.1:27017/integration").replace("mongo:", "mongodb:", 1)
-    db = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000).get_default_database("integration")
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000).get_default_database("integration")
+
+
+def report(registry_id: str, out: str | None, out_stream: Any = sys.stdout) -> int:
+    """Write the report of the registry's latest completed run; print its summary."""
+    from pathlib import Path
+
+    from precache.config import Settings
+    from precache.report import report_path, write_report
+
+    db = _mongo_db()
+    run = db.precache_runs.find_one({"_id": registry_id})
+    if run is None or not run.get("completion"):
+        print(f"registry {registry_id!r} has no completed run", file=out_stream)
+        return 1
+    msg = run["completion"]
+    cur = db[run.get("collection", "registry_records")].find(
+        {"registry_id": registry_id, "precache.run_id": run["dag_run_id"], "precache.status": "failed"}, {"row": 1, "precache": 1}
+    )
+    failures = [{"row": d["row"], "message_id": d["precache"].get("message_id"), "reason": d["precache"].get("error") or ""}
+                for d in sorted(cur, key=lambda d: d["row"])]
+    path = Path(out) if out else report_path(Settings.from_env().reports_dir, registry_id, run["dag_run_id"])
+    write_report(path, msg, failures)
+    print(summary({**msg, "failures": failures}), file=out_stream)
+    print(f"Report: {path}", file=out_stream)
+    return 0
+
+
+def _find_run(registry_id: str, since: float, timeout: float) -> tuple[str, str]:
+    """Wait for a run of ``registry_id`` started after ``since``: its queue and run id."""
+    db = _mongo_db()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         doc = db.precache_runs.find_one({"_id": registry_id}, {"queue": 1, "dag_run_id": 1, "started_at": 1})
@@ -87,8 +117,10 @@ def summary(msg: dict[str, Any]) -> str:
     ]
     for f in msg["failures"][:10]:
         lines.append(f"  row {f['row']:>6}  {f['message_id'] or '-':<12} {f['reason']}")
-    if len(msg["failures"]) > 10:
-        lines.append(f"  ... {len(msg['failures']) - 10} more in precache_runs / the records' precache.error")
+    if msg["failed"] > 10:
+        lines.append(f"  ... {msg['failed'] - 10} more in the report")
+    if msg.get("report"):
+        lines.append(f"  report: {msg['report']}")
     return "\n".join(lines)
 
 
@@ -101,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--registry-id")
     f.add_argument("--since", type=float, default=None, help="only a run started after this epoch time (default: now)")
     f.add_argument("--timeout", type=float, default=3600)
+    r = sub.add_parser("report", help="write the CSV report of a registry's latest run")
+    r.add_argument("--registry-id", required=True)
+    r.add_argument("--out", help="file to write (default: PRECACHE_REPORTS_DIR/<registry>/<run>.csv)")
     a = p.parse_args(argv)
+    if a.cmd == "report":
+        return report(a.registry_id, a.out)
     run_id = None
     queue = a.queue
     if a.registry_id:

@@ -31,6 +31,7 @@ class Settings:
     queue_drain_timeout_s: float = 600.0
     phrase_lease_s: float = 120.0
     download_max_bytes: int = 2 << 30
+    reports_dir: Path = Path("precache-reports")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +49,10 @@ class Settings:
             queue_drain_timeout_s=_float("PRECACHE_QUEUE_DRAIN_TIMEOUT", 600.0),
             phrase_lease_s=_float("PRECACHE_PHRASE_LEASE", 120.0),
             download_max_bytes=_int("PRECACHE_DOWNLOAD_MAX_BYTES", 2 << 30),
+            reports_dir=Path(
+                os.environ.get("PRECACHE_REPORTS_DIR")
+                or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "precache-reports"
+            ),
         )
 
     @property

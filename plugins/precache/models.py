@@ -282,4 +282,5 @@ class CompletionMessage(BaseModel):
     unique_phrases: int
     duration_s: float
     failures: list[Failure]
+    report: str | None = None
     timestamp: str

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -34,6 +35,7 @@ from precache.models import (
 from precache.planning import plan_batches
 from precache.registry import RegistryError, iter_records
 from precache.rendering import Renderer, TemplateError
+from precache.report import report_path, write_report
 
 log = logging.getLogger(__name__)
 FAILURES_IN_COMPLETION = 100
@@ -293,7 +295,9 @@ def run_is_complete(registry_id: str, run_id: str, store: PrecacheStore) -> bool
     return bool(run and run.get("dag_run_id") == run_id and run["processed"] >= run["total"])
 
 
-def complete(desc: dict[str, Any], run_id: str, store: PrecacheStore, rabbit: RabbitMQHook) -> dict[str, Any]:
+def complete(
+    desc: dict[str, Any], run_id: str, store: PrecacheStore, rabbit: RabbitMQHook, reports_dir: Path | None = None,
+) -> dict[str, Any]:
     """Steps 12–13: write the summary and publish the completion message once.
 
     The message is stored before it is published, so a retry re-sends the same content.
@@ -306,7 +310,7 @@ def complete(desc: dict[str, Any], run_id: str, store: PrecacheStore, rabbit: Ra
     if msg is None:
         failures = [
             Failure(row=d["row"], message_id=d["precache"].get("message_id"), reason=d["precache"].get("error") or "")
-            for d in store.failed_records(desc["collection"], rid, run_id, FAILURES_IN_COMPLETION)
+            for d in store.failed_records(desc["collection"], rid, run_id)
         ]
         if run["processed"] < run["total"]:
             status = "failed"
@@ -319,14 +323,19 @@ def complete(desc: dict[str, Any], run_id: str, store: PrecacheStore, rabbit: Ra
         msg = CompletionMessage(
             registry_id=rid, dag_run_id=run_id, status=status, total=run["total"], cached=run["cached"],
             failed=run["failed"], unique_phrases=store.count_run_phrases(run_id),
-            duration_s=round((finished - started).total_seconds(), 3), failures=failures, timestamp=utcnow_iso(),
+            duration_s=round((finished - started).total_seconds(), 3), failures=failures[:FAILURES_IN_COMPLETION],
+            timestamp=utcnow_iso(),
         ).model_dump()
+        if reports_dir is not None:
+            path = write_report(report_path(reports_dir, rid, run_id), msg, [f.model_dump() for f in failures])
+            msg["report"] = str(path)
         store.update_run(rid, run_id, {
             "status": status, "unique_phrases": msg["unique_phrases"], "finished_at": finished, "completion": msg,
         })
     rabbit.publish_json(run["queue"], msg)
     log.info(
-        "Run %s of registry %s: %s — %d/%d cached, %d failed, %d unique phrases, %.1fs",
+        "Run %s of registry %s: %s — %d/%d cached, %d failed, %d unique phrases, %.1fs; report: %s",
         run_id, rid, msg["status"], msg["cached"], msg["total"], msg["failed"], msg["unique_phrases"], msg["duration_s"],
+        msg.get("report"),
     )
-    return {k: msg[k] for k in ("status", "total", "cached", "failed", "unique_phrases", "duration_s")}
+    return {k: msg.get(k) for k in ("status", "total", "cached", "failed", "unique_phrases", "duration_s", "report")}

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ os.environ["AIRFLOW_CONN_TTS_PROXY"] = f"http://127.0.0.1:{TTS_PORT}"
 os.environ.setdefault("AIRFLOW_CONN_RABBITMQ_DEFAULT", "amqp://guest:guest@127.0.0.1:5672/%2F")
 os.environ["PRECACHE_QUEUE_DRAIN_TIMEOUT"] = "5"
 os.environ["PRECACHE_TTS_RETRY_BUDGET"] = "20"
+os.environ.setdefault("PRECACHE_REPORTS_DIR", tempfile.mkdtemp(prefix="precache-reports-"))
 
 BUILD_3 = {
     "build_id": "t3",

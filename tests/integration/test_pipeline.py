@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,21 @@ def test_missing_field_fails_only_that_record(dag: Any, mongo_db: Any) -> None:
     done = reader.completions[0]
     assert (done["status"], done["cached"], done["failed"]) == ("partial", 4, 1)
     assert done["failures"] == [{"row": 3, "message_id": "debt", "reason": docs[3]["error"]}]
+    # the run's report: Excel-friendly CSV (UTF-8 BOM, ';'), totals then the failed records
+    from precache.report import read_report
+
+    report = Path(done["report"])
+    assert report.read_bytes().startswith(b"\xef\xbb\xbf")
+    totals, failures = read_report(report)
+    assert (totals["Статус"], totals["Записей"], totals["Ошибок"]) == ("partial", "5", "1")
+    assert failures == [{"row": "3", "message_id": "debt", "reason": docs[3]["error"]}]
+    # the same report on demand, from the command line
+    out = report.with_name("again.csv")
+    cli = subprocess.run([sys.executable, "-m", "precache.cli", "report", "--registry-id", "it-missing", "--out", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert "PARTIAL" in cli.stdout and "row      3  debt" in cli.stdout
+    assert read_report(out) == (totals, failures)
 
 
 def test_bad_conf_fails_before_anything_is_written(dag: Any, standins: dict[str, str], mongo_db: Any) -> None:

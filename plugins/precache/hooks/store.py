@@ -136,7 +136,7 @@ class PrecacheStore:
                 self.records(collection).update_many({"_id": {"$in": ids}}, {"$set": {"precache": p}})
         bulk(self.records(collection), singles)
 
-    def failed_records(self, collection: str, registry_id: str, run_id: str, limit: int) -> list[dict[str, Any]]:
+    def failed_records(self, collection: str, registry_id: str, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         cur = self.records(collection).find(
             {"registry_id": registry_id, "precache.run_id": run_id, "precache.status": "failed"},
             {"row": 1, "precache": 1},

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from precache.config import Settings
 from precache.triggers.precache import RunCompleteTrigger
 
 
@@ -60,7 +61,7 @@ class PrecacheCompletionSensor(BaseSensorOperator):
         params = context["params"]
         desc = {"registry_id": params["registry_id"], "collection": params["collection"]}
         with PrecacheStore(self.mongo_conn_id) as store, RabbitMQHook(self.rabbitmq_conn_id) as rabbit:
-            summary = complete(desc, context["run_id"], store, rabbit)
+            summary = complete(desc, context["run_id"], store, rabbit, Settings.from_env().reports_dir)
         if summary["status"] == "failed":
             raise AirflowException(
                 f"run failed: {summary['total'] - summary['cached'] - summary['failed']} of {summary['total']} "
