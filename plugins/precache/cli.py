@@ -79,7 +79,16 @@ def follow(queue: str, run_id: str | None, timeout: float, out: Any = sys.stdout
     conn = pika.BlockingConnection(pika.URLParameters(_amqp_url()))
     started = time.monotonic()
     try:
-        ch = conn.channel()
+        while True:  # the run declares its queue; we may be early
+            ch = conn.channel()
+            try:
+                ch.queue_declare(queue, passive=True)
+                break
+            except pika.exceptions.ChannelClosedByBroker:
+                if time.monotonic() - started > timeout:
+                    print(f"queue {queue} never appeared", file=out)
+                    return None
+                time.sleep(0.3)
         for method, _props, body in ch.consume(queue, inactivity_timeout=1):
             if time.monotonic() - started > timeout:
                 print("\ngave up waiting", file=out)
