@@ -16,6 +16,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from precache.filters import FILTERS
 from precache.models import Build, Message, TtsRequest
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ def _finalize(value: Any) -> Any:
 
 
 def make_environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+    # Opt-in: a template uses them explicitly, e.g. {{ sum | rubles }} (docs/filters.md).
+    env.filters.update(FILTERS)
+    return env
 
 
 @dataclass(frozen=True)
