@@ -307,6 +307,8 @@ def complete(
     if run is None or run.get("dag_run_id") != run_id:
         raise PrecacheError(f"no summary of run {run_id!r} for registry {rid!r}")
     msg = run.get("completion")
+    if msg is not None and msg["status"] == "failed" and run["processed"] >= run["total"]:
+        msg = None  # a cleared batch finished the records since: report the run as it now stands
     if msg is None:
         failures = [
             Failure(row=d["row"], message_id=d["precache"].get("message_id"), reason=d["precache"].get("error") or "")

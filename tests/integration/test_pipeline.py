@@ -180,3 +180,26 @@ def test_unread_queue_is_deleted_after_the_drain_timeout(dag: Any, mongo_db: Any
     cleanup = next(ti for ti in dr.get_task_instances() if ti.task_id == "cleanup")
     assert str(cleanup.state) == "success"
     assert (cleanup.end_date - cleanup.start_date).total_seconds() >= 4  # it waited for a reader first
+
+
+def test_completion_after_a_cleared_batch_reports_the_run_as_it_stands(mongo_db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A failed completion (records unprocessed) is not replayed once a cleared batch finished them."""
+    from precache.hooks.rabbitmq import RabbitMQHook
+    from precache.hooks.store import PrecacheStore
+    from precache.pipeline import complete
+
+    queue = "project.tts.precache.it-cleared"
+    desc = {"registry_id": "it-cleared", "collection": "registry_records"}
+    with PrecacheStore() as store, RabbitMQHook() as rabbit:
+        rabbit.declare_queue(queue, 60)
+        store.start_run("it-cleared", {"build_id": "t3", "dag_run_id": "r1", "queue": queue, "total": 200, "collection": "registry_records"})
+        store.set_batch_counts("it-cleared", "r1", "b1", {"processed": 100, "cached": 100, "failed": 0})
+        assert complete(desc, "r1", store, rabbit)["status"] == "failed"
+        assert complete(desc, "r1", store, rabbit)["status"] == "failed"  # a plain retry repeats it
+        store.set_batch_counts("it-cleared", "r1", "b101", {"processed": 100, "cached": 100, "failed": 0})
+        with caplog.at_level("INFO", logger="precache.pipeline"):
+            assert complete(desc, "r1", store, rabbit)["status"] == "success"
+        rabbit.delete_queue(queue)
+    # the run's summary, as the complete task's log shows it in the UI
+    assert "Run r1 of registry it-cleared: success — 200/200 cached, 0 failed" in caplog.text
+    assert mongo_db.precache_runs.find_one({"_id": "it-cleared"})["status"] == "success"

@@ -91,6 +91,16 @@ class RabbitMQHook(BaseHook):
         while True:
             try:
                 return fn(self.channel())
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                # access refused, not found, precondition failed: the broker's answer, not a blip
+                if exc.reply_code in (403, 404, 405, 406):
+                    self.close()
+                    raise ValueError(f"RabbitMQ refused to {what}: {exc.reply_code} {exc.reply_text}") from None
+                self.close()
+                if time.monotonic() + delay > deadline:
+                    raise ConnectionError(f"RabbitMQ: {what} failed for {self.retry_window_s:.0f}s: {exc!r}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except TRANSIENT as exc:
                 self.close()
                 if time.monotonic() + delay > deadline:

@@ -173,8 +173,12 @@ class PrecacheStore:
     def update_run(self, registry_id: str, run_id: str, fields: dict[str, Any]) -> None:
         self.db[RUNS].update_one({"_id": registry_id, "dag_run_id": run_id}, {"$set": fields})
 
-    def acquire_lock(self, registry_id: str, run_id: str, lease_s: float = 30.0, wait_s: float = 120.0) -> str:
-        """A lease on the summary: holders publish progress one at a time, in order."""
+    def acquire_lock(self, registry_id: str, run_id: str, lease_s: float = 180.0, wait_s: float = 300.0) -> str:
+        """A lease on the summary: holders publish progress one at a time, in order.
+
+        The lease outlasts the publisher's 120 s reconnect window, so a holder stuck on a
+        broker outage is never overtaken (which would let ``processed`` go backwards).
+        """
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait_s
         while True:
