@@ -182,7 +182,7 @@ def test_unread_queue_is_deleted_after_the_drain_timeout(dag: Any, mongo_db: Any
     assert (cleanup.end_date - cleanup.start_date).total_seconds() >= 4  # it waited for a reader first
 
 
-def test_completion_after_a_cleared_batch_reports_the_run_as_it_stands(mongo_db: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_completion_after_a_cleared_batch_reports_the_run_as_it_stands(mongo_db: Any, capfd: pytest.CaptureFixture[str]) -> None:
     """A failed completion (records unprocessed) is not replayed once a cleared batch finished them."""
     from precache.hooks.rabbitmq import RabbitMQHook
     from precache.hooks.store import PrecacheStore
@@ -197,9 +197,10 @@ def test_completion_after_a_cleared_batch_reports_the_run_as_it_stands(mongo_db:
         assert complete(desc, "r1", store, rabbit)["status"] == "failed"
         assert complete(desc, "r1", store, rabbit)["status"] == "failed"  # a plain retry repeats it
         store.set_batch_counts("it-cleared", "r1", "b101", {"processed": 100, "cached": 100, "failed": 0})
-        with caplog.at_level("INFO", logger="precache.pipeline"):
-            assert complete(desc, "r1", store, rabbit)["status"] == "success"
+        capfd.readouterr()
+        assert complete(desc, "r1", store, rabbit)["status"] == "success"
+        logged = "".join(capfd.readouterr())
         rabbit.delete_queue(queue)
     # the run's summary, as the complete task's log shows it in the UI
-    assert "Run r1 of registry it-cleared: success — 200/200 cached, 0 failed" in caplog.text
+    assert "Run r1 of registry it-cleared: success — 200/200 cached, 0 failed" in logged
     assert mongo_db.precache_runs.find_one({"_id": "it-cleared"})["status"] == "success"
