@@ -33,7 +33,7 @@ from precache.models import (
     utcnow_iso,
 )
 from precache.planning import plan_batches
-from precache.registry import RegistryError, iter_records
+from precache.registry import RegistryError, allowed_path, iter_records
 from precache.rendering import Renderer, TemplateError
 from precache.report import report_path, write_report
 
@@ -65,8 +65,6 @@ def validate(conf: dict[str, Any]) -> dict[str, Any]:
         raise PrecacheError(f"invalid conf: registry: {exc}") from None
     if c.registry.path is not None:
         try:
-            from precache.registry import allowed_path
-
             allowed_path(c.registry.path, Settings.from_env().registry_roots)
         except RegistryError as exc:
             raise PrecacheError(f"invalid conf: {exc}") from None

@@ -19,7 +19,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 RUNS = "precache_runs"
 PHRASES = "precache_phrases"
@@ -269,9 +269,6 @@ class PrecacheStore:
                 ],
             )
 
-    def phrase_states(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return {d["_id"]: d for d in self.db[PHRASES].find({"_id": {"$in": list(keys)}})}
-
     def mark_run_phrases(self, run_id: str, keys: Iterable[str]) -> None:
         """Remember which distinct phrases this run needed (for ``unique_phrases``)."""
         docs = [{"_id": f"{run_id}|{k}", "run_id": run_id} for k in keys]
@@ -286,5 +283,3 @@ class PrecacheStore:
     def count_run_phrases(self, run_id: str) -> int:
         return self.db[RUN_PHRASES].count_documents({"run_id": run_id})
 
-
-__all__ = ["PrecacheStore", "DuplicateKeyError", "record_id"]

@@ -27,7 +27,7 @@ def connection_base(conn_id: str) -> tuple[str, dict[str, str]]:
     """Base URL and auth headers of an ``http`` connection (bearer token in the password)."""
     hook = HttpHook(method="POST", http_conn_id=conn_id)
     conn = hook.get_connection(conn_id)
-    hook._set_base_url(conn)  # the provider's own host/schema/port rules
+    hook.get_conn()  # sets base_url by the provider's own host/schema/port rules
     headers = {"Authorization": f"Bearer {conn.password}"} if conn.password else {}
     return hook.base_url.rstrip("/"), headers
 
