@@ -19,14 +19,13 @@ echo "    (Airflow's task log: $log)"
 since=$(date +%s)
 python -m precache.cli follow --registry-id "$REGISTRY_ID" --since "$since" --timeout 1800 &
 follower=$!
-started=$(date +%s.%N)
+SECONDS=0
 if airflow dags test tts_precache -c "$conf" > "$log" 2>&1; then state=success; else state=failed; fi
 wait "$follower" || true
-elapsed=$(echo "$(date +%s.%N) - $started" | bc)
 stats=$(curl -s "http://127.0.0.1:$TTS_PORT/_admin/stats" | python -c '
 import json, sys
 s = json.load(sys.stdin)
 print("%d requests, %d phrases synthesized since it started, peak %d in flight"
       % (s["requests"], s["synthesized"], s["peak_in_flight"]))')
-printf '==> DAG run %s in %.1fs (incl. Airflow start-up); TTS proxy: %s\n' "$state" "$elapsed" "$stats"
+printf '==> DAG run %s in %ds (incl. Airflow start-up); TTS proxy: %s\n' "$state" "$SECONDS" "$stats"
 [ "$state" = success ] || { grep -E "ERROR|Error|error" "$log" | tail -5; exit 1; }

@@ -13,22 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
-
-
-def _amqp_url() -> str:
-    return os.environ.get("AIRFLOW_CONN_RABBITMQ_DEFAULT", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-def _mongo_db() -> Any:
-    import pymongo
-
-    uri = os.environ.get("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://127.0.0.1:27017/integration").replace("mongo:", "mongodb:", 1)
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000).get_default_database("integration")
 
 
 def report(registry_id: str, out: str | None, out_stream: Any = sys.stdout) -> int:
@@ -36,19 +24,17 @@ def report(registry_id: str, out: str | None, out_stream: Any = sys.stdout) -> i
     from pathlib import Path
 
     from precache.config import Settings
+    from precache.hooks.store import PrecacheStore
+    from precache.pipeline import run_failures
     from precache.report import report_path, write_report
 
-    db = _mongo_db()
-    run = db.precache_runs.find_one({"_id": registry_id})
-    if run is None or not run.get("completion"):
-        print(f"registry {registry_id!r} has no completed run", file=out_stream)
-        return 1
+    with PrecacheStore() as store:
+        run = store.db.precache_runs.find_one({"_id": registry_id})
+        if run is None or not run.get("completion"):
+            print(f"registry {registry_id!r} has no completed run", file=out_stream)
+            return 1
+        failures = [f.model_dump() for f in run_failures(store, run["collection"], registry_id, run["dag_run_id"])]
     msg = run["completion"]
-    cur = db[run.get("collection", "registry_records")].find(
-        {"registry_id": registry_id, "precache.run_id": run["dag_run_id"], "precache.status": "failed"}, {"row": 1, "precache": 1}
-    )
-    failures = [{"row": d["row"], "message_id": d["precache"].get("message_id"), "reason": d["precache"].get("error") or ""}
-                for d in sorted(cur, key=lambda d: d["row"])]
     path = Path(out) if out else report_path(Settings.from_env().reports_dir, registry_id, run["dag_run_id"])
     write_report(path, msg, failures)
     print(summary({**msg, "failures": failures}), file=out_stream)
@@ -58,13 +44,15 @@ def report(registry_id: str, out: str | None, out_stream: Any = sys.stdout) -> i
 
 def _find_run(registry_id: str, since: float, timeout: float) -> tuple[str, str]:
     """Wait for a run of ``registry_id`` started after ``since``: its queue and run id."""
-    db = _mongo_db()
+    from precache.hooks.store import PrecacheStore
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = db.precache_runs.find_one({"_id": registry_id}, {"queue": 1, "dag_run_id": 1, "started_at": 1})
-        if doc and doc.get("queue") and doc["started_at"].replace(tzinfo=timezone.utc).timestamp() >= since:
-            return doc["queue"], doc["dag_run_id"]
-        time.sleep(0.3)
+    with PrecacheStore() as store:
+        while time.monotonic() < deadline:
+            doc = store.get_run(registry_id)
+            if doc and doc.get("queue") and doc["started_at"].replace(tzinfo=timezone.utc).timestamp() >= since:
+                return doc["queue"], doc["dag_run_id"]
+            time.sleep(0.3)
     raise SystemExit(f"no run of registry {registry_id!r} started within {timeout:.0f}s")
 
 
@@ -76,7 +64,9 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 def follow(queue: str, run_id: str | None, timeout: float, out: Any = sys.stdout) -> dict[str, Any] | None:
     import pika
 
-    conn = pika.BlockingConnection(pika.URLParameters(_amqp_url()))
+    from precache.hooks.rabbitmq import RabbitMQHook
+
+    conn = pika.BlockingConnection(RabbitMQHook().parameters())
     started = time.monotonic()
     try:
         while True:  # the run declares its queue; we may be early

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from precache.config import Settings
 from precache.hooks.rabbitmq import RabbitMQHook
 from precache.hooks.store import PrecacheStore, now
-from precache.hooks.tts import TtsProxyHook, connection_base
+from precache.hooks.tts import TtsProxyHook, bearer_headers
 from precache.models import (
     QUEUE_PREFIX,
     Build,
@@ -33,7 +33,7 @@ from precache.models import (
     utcnow_iso,
 )
 from precache.planning import plan_batches
-from precache.registry import RegistryError, allowed_path, iter_records
+from precache.registry import RegistryError, allowed_path, opened_registry
 from precache.rendering import Renderer, TemplateError
 from precache.report import report_path, write_report
 
@@ -58,9 +58,8 @@ def parse_conf(conf: dict[str, Any]) -> PrecacheConf:
 def validate(conf: dict[str, Any]) -> dict[str, Any]:
     """Step 0: the conf as a descriptor without registry content."""
     c = parse_conf(conf)
-    fmt = "records" if c.registry.records is not None else None
     try:
-        fmt = fmt or c.registry.resolved_format()
+        fmt = c.registry.resolved_format()
     except ValueError as exc:
         raise PrecacheError(f"invalid conf: registry: {exc}") from None
     if c.registry.path is not None:
@@ -85,19 +84,16 @@ def ingest(conf: dict[str, Any], store: PrecacheStore, settings: Settings) -> di
     breaks at row 90,000 therefore fails before it replaces a single stored record.
     """
     c = parse_conf(conf)
-    kwargs = dict(
-        roots=settings.registry_roots,
-        max_download_bytes=settings.download_max_bytes,
-    )
     started = time.monotonic()
     try:
-        total = sum(1 for _ in iter_records(c.registry, **kwargs))
+        with opened_registry(c.registry, settings.registry_roots, settings.download_max_bytes) as records:
+            total = sum(1 for _ in records())
+            if total == 0:
+                raise PrecacheError(f"{c.registry.describe()}: the registry holds no records")
+            store.ensure_indexes(c.collection)
+            written = store.write_records(c.collection, c.registry_id, records())
     except RegistryError as exc:
         raise PrecacheError(str(exc)) from None
-    if total == 0:
-        raise PrecacheError(f"{c.registry.describe()}: the registry holds no records")
-    store.ensure_indexes(c.collection)
-    written = store.write_records(c.collection, c.registry_id, iter_records(c.registry, **kwargs))
     if written != total:
         raise PrecacheError(f"{c.registry.describe()}: changed while reading ({total} then {written} records)")
     log.info("Ingested %d records of %s into %s in %.1fs", total, c.registry.describe(), c.collection, time.monotonic() - started)
@@ -110,8 +106,7 @@ def lookup_build(build_id: str, conn_id: str = "portal_api", timeout_s: float = 
     from airflow.providers.http.hooks.http import HttpHook
 
     hook = HttpHook(method="GET", http_conn_id=conn_id)
-    token = hook.get_connection(conn_id).password
-    headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    headers = {"Accept": "application/json", **bearer_headers(hook.get_connection(conn_id).password)}
     endpoint = f"api/v1/builds/{requests.utils.quote(build_id, safe='')}"
     try:
         resp = hook.run(endpoint, headers=headers, extra_options={"check_response": False, "timeout": timeout_s})
@@ -293,6 +288,14 @@ def run_is_complete(registry_id: str, run_id: str, store: PrecacheStore) -> bool
     return bool(run and run.get("dag_run_id") == run_id and run["processed"] >= run["total"])
 
 
+def run_failures(store: PrecacheStore, collection: str, registry_id: str, run_id: str) -> list[Failure]:
+    """Every failed record of the run, by row: what the report and the completion list."""
+    return [
+        Failure(row=d["row"], message_id=d["precache"].get("message_id"), reason=d["precache"].get("error") or "")
+        for d in store.failed_records(collection, registry_id, run_id)
+    ]
+
+
 def complete(
     desc: dict[str, Any], run_id: str, store: PrecacheStore, rabbit: RabbitMQHook, reports_dir: Path | None = None,
 ) -> dict[str, Any]:
@@ -308,10 +311,7 @@ def complete(
     if msg is not None and msg["status"] == "failed" and run["processed"] >= run["total"]:
         msg = None  # a cleared batch finished the records since: report the run as it now stands
     if msg is None:
-        failures = [
-            Failure(row=d["row"], message_id=d["precache"].get("message_id"), reason=d["precache"].get("error") or "")
-            for d in store.failed_records(desc["collection"], rid, run_id)
-        ]
+        failures = run_failures(store, desc["collection"], rid, run_id)
         if run["processed"] < run["total"]:
             status = "failed"
         else:

@@ -14,7 +14,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -218,15 +218,20 @@ def _download(url: str, max_bytes: int, timeout: float) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def iter_records(
+@contextlib.contextmanager
+def opened_registry(
     source: RegistrySource,
     roots: list[Path] | None = None,
     max_download_bytes: int = 2 << 30,
     download_timeout: float = 60.0,
-) -> Iterator[dict[str, Any]]:
-    """Yield the records of any registry source, in order."""
+) -> Iterator[Callable[[], Iterator[dict[str, Any]]]]:
+    """Make the source local (a URL is downloaded once) and yield a record-iterator factory.
+
+    Each call of the factory reads the records again from the start, in order.
+    """
     if source.records is not None:
-        yield from source.records
+        records = source.records
+        yield lambda: iter(records)
         return
     try:
         fmt = source.resolved_format()
@@ -240,13 +245,23 @@ def iter_records(
             assert source.path is not None
             path = allowed_path(source.path, roots or [])
             where = str(source.path)
-        if fmt == "xlsx":
-            yield from iter_xlsx(path, where)
-            return
-        stream = stack.enter_context(open(path, "rb"))
-        if fmt == "csv":
-            yield from iter_csv(stream, where, source.encoding, source.delimiter)
-        elif fmt == "json":
-            yield from iter_json(stream, where)
-        else:
-            yield from iter_jsonl(stream, where)
+
+        def read() -> Iterator[dict[str, Any]]:
+            if fmt == "xlsx":
+                yield from iter_xlsx(path, where)
+                return
+            with open(path, "rb") as stream:
+                if fmt == "csv":
+                    yield from iter_csv(stream, where, source.encoding, source.delimiter)
+                elif fmt == "json":
+                    yield from iter_json(stream, where)
+                else:
+                    yield from iter_jsonl(stream, where)
+
+        yield read
+
+
+def iter_records(source: RegistrySource, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Yield the records of any registry source, in order (see ``opened_registry``)."""
+    with opened_registry(source, **kwargs) as records:
+        yield from records()

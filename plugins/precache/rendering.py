@@ -74,7 +74,7 @@ class Renderer:
             try:
                 ast = self.env.parse(m.template)
                 names = meta.find_undeclared_variables(ast)
-                template = self.env.from_string(m.template)
+                template = self.env.from_string(ast)
             except TemplateSyntaxError as exc:
                 raise TemplateError(
                     f"message {m.id!r}: template does not compile: {exc.message} (line {exc.lineno})"

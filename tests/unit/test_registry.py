@@ -250,3 +250,35 @@ def test_sibling_with_common_prefix_refused(root):
 def test_missing_file_in_root(root):
     with pytest.raises(RegistryError, match="no such file"):
         allowed_path(str(root / "nope.csv"), [root])
+
+
+def test_url_registry_is_downloaded_once_however_often_it_is_read():
+    import http.server
+    import threading
+
+    from precache.registry import opened_registry
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            body = "fio;sum\nИванов;1\nПетров;2\n".encode("cp1251")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = RegistrySource(url=f"http://127.0.0.1:{server.server_port}/debtors.csv")
+        with opened_registry(src) as records:
+            assert sum(1 for _ in records()) == 2  # the check pass
+            assert list(records()) == [{"fio": "Иванов", "sum": "1"}, {"fio": "Петров", "sum": "2"}]
+        assert hits == ["/debtors.csv"]
+    finally:
+        server.shutdown()

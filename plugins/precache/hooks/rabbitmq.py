@@ -52,7 +52,7 @@ class RabbitMQHook(BaseHook):
         self._conn: pika.BlockingConnection | None = None
         self._channel: Any = None
 
-    def _parameters(self) -> pika.URLParameters:
+    def parameters(self) -> pika.URLParameters:
         c = self.get_connection(self.rabbitmq_conn_id)
         vhost = c.schema if c.schema not in (None, "") else "/"
         auth = f"{quote(c.login or 'guest', safe='')}:{quote(c.password or 'guest', safe='')}@"
@@ -66,7 +66,7 @@ class RabbitMQHook(BaseHook):
     def channel(self) -> Any:
         if self._channel is None or self._channel.is_closed:
             if self._conn is None or self._conn.is_closed:
-                self._conn = pika.BlockingConnection(self._parameters())
+                self._conn = pika.BlockingConnection(self.parameters())
             self._channel = self._conn.channel()
             self._channel.confirm_delivery()
         return self._channel

@@ -23,13 +23,17 @@ class TtsResult:
     error: str | None = None
 
 
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """Auth header of our ``http`` connections: the bearer token sits in the password."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def connection_base(conn_id: str) -> tuple[str, dict[str, str]]:
-    """Base URL and auth headers of an ``http`` connection (bearer token in the password)."""
+    """Base URL and auth headers of an ``http`` connection."""
     hook = HttpHook(method="POST", http_conn_id=conn_id)
     conn = hook.get_connection(conn_id)
     hook.get_conn()  # sets base_url by the provider's own host/schema/port rules
-    headers = {"Authorization": f"Bearer {conn.password}"} if conn.password else {}
-    return hook.base_url.rstrip("/"), headers
+    return hook.base_url.rstrip("/"), bearer_headers(conn.password)
 
 
 class TtsProxyHook:

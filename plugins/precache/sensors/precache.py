@@ -43,7 +43,7 @@ class PrecacheCompletionSensor(BaseSensorOperator):
             run = store.get_run(context["params"]["registry_id"])
         if run is None or run.get("dag_run_id") != context["run_id"]:
             raise AirflowSkipException("the run stopped before its progress queue was declared: nothing to report")
-        if self.poke(context):
+        if run["processed"] >= run["total"]:
             return self._finish(context)
         self.defer(
             trigger=RunCompleteTrigger(context["params"]["registry_id"], context["run_id"], time.time() + self.settle_timeout_s, self.mongo_conn_id),
