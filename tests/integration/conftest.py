@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PORTAL_PORT = 18081
-TTS_PORT = 18082
+# Overridable so that two test sessions can run side by side on one machine.
+PORTAL_PORT = int(os.environ.get("PRECACHE_IT_PORTAL_PORT", "18081"))
+TTS_PORT = int(os.environ.get("PRECACHE_IT_TTS_PORT", "18082"))
 # Everything the DAG module reads at import time must be set before it is imported.
 # setdefault: this module may be imported twice (as conftest and by name); one DB per session.
 DB = os.environ.setdefault("PRECACHE_IT_DB", f"precache_it_{uuid.uuid4().hex[:8]}")
