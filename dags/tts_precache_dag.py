@@ -46,8 +46,9 @@ PARAMS = {
     "registry": Param(
         type="object", title="Registry source", section="Registry",
         description=(
-            'Exactly one of {"path": "/data/inbox/x.csv"}, {"url": "https://..."} or '
-            f'{{"records": [...]}} (at most {INLINE_RECORDS_LIMIT} records). Optional "format" '
+            'Exactly one of {"path": "/data/inbox/x.csv"}, {"url": "https://..."}, '
+            f'{{"records": [...]}} (at most {INLINE_RECORDS_LIMIT} records) or {{"stored": true}} '
+            '(records already in the collection). Optional "format" '
             '(csv, xlsx, json, jsonl), "encoding" and "delimiter" (auto-detected).'
         ),
         minProperties=1,
@@ -61,7 +62,19 @@ PARAMS = {
         False, type="boolean", title="Force resynthesis", section="Options",
         description="Send phrases again even when this system already cached them.",
     ),
+    "build": Param(
+        None, type=["null", "object"], title="Inline build", section="Advanced",
+        description="A build in the portal's format used instead of looking the build id up "
+        "(set by tts_precache_requests from a queue request). Leave empty to ask the portal.",
+    ),
 }
+
+
+def record_failure(context: Any) -> None:
+    """Keep why the run failed where the inbox DAG and operators can read it."""
+    from precache.pipeline import record_failure as record
+
+    record(context)
 
 
 def _conf() -> dict[str, Any]:
@@ -81,6 +94,7 @@ def _conf() -> dict[str, Any]:
         "retries": 2,
         "retry_delay": timedelta(seconds=10),
         "retry_exponential_backoff": True,
+        "on_failure_callback": record_failure,
     },
 )
 def tts_precache() -> None:
@@ -98,11 +112,12 @@ def tts_precache() -> None:
         with PrecacheStore() as store:
             return pipeline.ingest(_conf(), store, SETTINGS)
 
-    @task(doc_md="Fetches the build from the portal (`portal_api`); 404 fails naming the build id.")
+    @task(doc_md="Fetches the build from the portal (`portal_api`), unless the conf carries it inline; "
+          "404 fails naming the build id.")
     def lookup_build(desc: dict[str, Any]) -> dict[str, Any]:
         from precache import pipeline
 
-        return pipeline.lookup_build(desc["build_id"])
+        return pipeline.fetch_build(_conf())
 
     @task(retries=0, doc_md="Parses messages, audio, voice and settings; compiles every template.")
     def parse_build(raw: dict[str, Any], desc: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +144,7 @@ def tts_precache() -> None:
 
     @task(
         max_active_tis_per_dag=SETTINGS.cache_parallel_tasks,
+        pool=SETTINGS.tts_pool,
         map_index_template="{{ rows_label }}",
         doc_md="Renders one batch of rows and sends each new distinct phrase to the TTS proxy once. "
         "Clearing it resumes where it stopped.",

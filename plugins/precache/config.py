@@ -32,6 +32,10 @@ class Settings:
     phrase_lease_s: float = 120.0
     download_max_bytes: int = 2 << 30
     reports_dir: Path = Path("precache-reports")
+    tts_pool: str = "default_pool"
+    inbox_dir: Path | None = None
+    inbox_max_files: int = 100
+    request_queue: str = "kv.tts.precaching.v2"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +57,10 @@ class Settings:
                 os.environ.get("PRECACHE_REPORTS_DIR")
                 or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "precache-reports"
             ),
+            tts_pool=os.environ.get("PRECACHE_TTS_POOL", "default_pool"),
+            inbox_dir=Path(os.environ["PRECACHE_INBOX_DIR"]) if os.environ.get("PRECACHE_INBOX_DIR") else None,
+            inbox_max_files=_int("PRECACHE_INBOX_MAX_FILES", 100),
+            request_queue=os.environ.get("PRECACHE_REQUEST_QUEUE", "kv.tts.precaching.v2"),
         )
 
     @property

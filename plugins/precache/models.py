@@ -49,16 +49,18 @@ class RegistrySource(BaseModel):
     path: str | None = None
     url: str | None = None
     records: list[dict[str, Any]] | None = None
+    # The seed's own flow: the integration script already wrote the records (step 7).
+    stored: Literal[True] | None = None
     format: Literal["csv", "xlsx", "json", "jsonl"] | None = None
     encoding: str | None = None
     delimiter: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RegistrySource:
-        given = [k for k in ("path", "url", "records") if getattr(self, k) is not None]
+        given = [k for k in ("path", "url", "records", "stored") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "exactly one of 'path', 'url' or 'records' is required, got "
+                "exactly one of 'path', 'url', 'records' or 'stored' is required, got "
                 + (", ".join(given) if given else "none")
             )
         if self.records is not None and len(self.records) > INLINE_RECORDS_LIMIT:
@@ -85,6 +87,8 @@ class RegistrySource(BaseModel):
             return self.format
         if self.records is not None:
             return "records"
+        if self.stored:
+            return "stored"
         name = (self.path or self.url or "").split("?")[0].lower()
         for fmt in FORMATS:
             if name.endswith("." + fmt):
@@ -98,6 +102,8 @@ class RegistrySource(BaseModel):
         """A short, content-free description for logs and XCom."""
         if self.records is not None:
             return f"inline ({len(self.records)} records)"
+        if self.stored:
+            return "records already in the collection"
         return str(self.path or self.url)
 
 
@@ -113,6 +119,9 @@ class PrecacheConf(BaseModel):
         "registry_records"
     )
     force: bool = False
+    # A build in the portal's format (§4), used instead of looking build_id up: how a
+    # precache request from kv.tts.precaching.v2 carries its messages and settings.
+    build: dict[str, Any] | None = None
 
     @field_validator("collection")
     @classmethod
@@ -284,3 +293,76 @@ class CompletionMessage(BaseModel):
     failures: list[Failure]
     report: str | None = None
     timestamp: str
+
+
+class RequestMessage(BaseModel):
+    """One message of a precache request: the seed's ``{"template", "audio", "value_from"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: NonEmpty | None = None
+    template: str
+    audio: str | None = None
+    value_from: str = "obj"
+
+
+class PrecacheRequest(BaseModel):
+    """A precache request on ``kv.tts.precaching.v2`` (the seed's step 7; docs/contracts.md §8).
+
+    The integration script has already written the registry's records into ``collection``
+    and parsed the build itself, so the request carries the settings and messages.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_id: RegistryId
+    collection: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$")] = "registry_records"
+    settings: dict[str, Any]
+    messages: list[RequestMessage] = Field(min_length=1)
+    # The seed lists the object's data fields; the records themselves are read from the collection.
+    obj: list[str] | dict[str, Any] | None = None
+    build_id: NonEmpty | None = None
+    force: bool = False
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_coerce(cls, v: dict[str, Any]) -> dict[str, Any]:
+        settings = TtsSettings.model_validate(v)
+        if not settings.voice:
+            raise ValueError("PRECACHE_VOICE is required in a request (there is no speaker to take it from)")
+        return v
+
+    def to_conf(self) -> dict[str, Any]:
+        """The ``tts_precache`` conf that runs this request on the stored records."""
+        build_id = self.build_id or "request"
+        voice = TtsSettings.model_validate(self.settings).voice
+        return {
+            "registry_id": self.registry_id,
+            "build_id": build_id,
+            "registry": {"stored": True},
+            "collection": self.collection,
+            "force": self.force,
+            "build": {
+                "build_id": build_id,
+                "speaker": {"id": voice},
+                "settings": {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in self.settings.items()},
+                "messages": [
+                    {"id": m.id or f"m{i}", "template": m.template, "audio": m.audio, "value_from": m.value_from}
+                    for i, m in enumerate(self.messages, 1)
+                ],
+            },
+        }
+
+
+class InboxManifest(BaseModel):
+    """``<name>.manifest.json`` beside a registry file in the inbox (CONTRACTS §7)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    build_id: NonEmpty
+    registry_id: RegistryId | None = None
+    collection: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$")] | None = None
+    format: Literal["csv", "xlsx", "json", "jsonl"] | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    force: bool = False

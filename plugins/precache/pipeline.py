@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from precache.config import Settings
 from precache.hooks.rabbitmq import RabbitMQHook
-from precache.hooks.store import PrecacheStore, now
+from precache.hooks.store import PrecacheStore, RecordsError, now
 from precache.hooks.tts import TtsProxyHook, bearer_headers
 from precache.models import (
     QUEUE_PREFIX,
@@ -67,6 +67,11 @@ def validate(conf: dict[str, Any]) -> dict[str, Any]:
             allowed_path(c.registry.path, Settings.from_env().registry_roots)
         except RegistryError as exc:
             raise PrecacheError(f"invalid conf: {exc}") from None
+    if c.build is not None:
+        try:
+            Build.model_validate(c.build)
+        except ValidationError as exc:
+            raise PrecacheError(describe_validation_error(exc, "conf: build")) from None
     return {
         "registry_id": c.registry_id,
         "build_id": c.build_id,
@@ -85,6 +90,13 @@ def ingest(conf: dict[str, Any], store: PrecacheStore, settings: Settings) -> di
     """
     c = parse_conf(conf)
     started = time.monotonic()
+    if c.registry.stored:
+        try:
+            total = store.adopt_records(c.collection, c.registry_id)
+        except RecordsError as exc:
+            raise PrecacheError(str(exc)) from None
+        log.info("Registry %s: %d records already in %s", c.registry_id, total, c.collection)
+        return {"total": total}
     try:
         with opened_registry(c.registry, settings.registry_roots, settings.download_max_bytes) as records:
             total = sum(1 for _ in records())
@@ -98,6 +110,15 @@ def ingest(conf: dict[str, Any], store: PrecacheStore, settings: Settings) -> di
         raise PrecacheError(f"{c.registry.describe()}: changed while reading ({total} then {written} records)")
     log.info("Ingested %d records of %s into %s in %.1fs", total, c.registry.describe(), c.collection, time.monotonic() - started)
     return {"total": total}
+
+
+def fetch_build(conf: dict[str, Any]) -> dict[str, Any]:
+    """The build given inline in the conf (a queue request), else the portal's."""
+    c = parse_conf(conf)
+    if c.build is not None:
+        log.info("Build %r given inline in the conf; the portal is not asked", c.build_id)
+        return c.build
+    return lookup_build(c.build_id)
 
 
 def lookup_build(build_id: str, conn_id: str = "portal_api", timeout_s: float = 30.0) -> dict[str, Any]:
@@ -339,3 +360,21 @@ def complete(
         msg.get("report"),
     )
     return {k: msg.get(k) for k in ("status", "total", "cached", "failed", "unique_phrases", "duration_s", "report")}
+
+
+def record_failure(context: Any) -> None:
+    """Task failure callback: the first failure of a run, with its reason, in ``precache_failures``.
+
+    Best effort: a failure to record must not hide the task's own error.
+    """
+    try:
+        ti = context["ti"]
+        error = context.get("exception")
+        params = context.get("params") or {}
+        with PrecacheStore() as store:
+            store.record_failure(
+                f"{ti.dag_id}/{ti.run_id}", ti.task_id, str(error) if error else "failed",
+                str(params.get("registry_id") or ""),
+            )
+    except Exception:  # noqa: BLE001 - the callback must never raise
+        log.warning("Could not record the failure reason", exc_info=True)

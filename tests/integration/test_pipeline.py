@@ -145,7 +145,7 @@ def test_bad_conf_fails_before_anything_is_written(dag: Any, standins: dict[str,
     from precache.pipeline import PrecacheError, validate
 
     before = tts_stats(standins)["requests"]
-    with pytest.raises(PrecacheError, match=r"registry: .*exactly one of 'path', 'url' or 'records'"):
+    with pytest.raises(PrecacheError, match=r"registry: .*exactly one of 'path', 'url', 'records' or 'stored'"):
         validate({"registry_id": "it-bad", "build_id": "t3", "registry": {"path": "/x.csv", "url": "http://x/y.csv"}})
     dr = run(dag, {"registry_id": "it-bad", "build_id": "t3", "registry": {"path": "/x.csv", "url": "http://x/y.csv"}})
     assert str(dr.state) == "failed"

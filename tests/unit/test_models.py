@@ -65,7 +65,7 @@ def test_registry_id_edge_of_pattern_accepted():
 
 def test_registry_without_source():
     msg = conf_error(registry={"format": "csv"})
-    assert "registry: " in msg and "exactly one of 'path', 'url' or 'records'" in msg
+    assert "registry: " in msg and "exactly one of 'path', 'url', 'records' or 'stored'" in msg
     assert msg.endswith("got none")
 
 

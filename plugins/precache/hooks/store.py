@@ -19,16 +19,21 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 RUNS = "precache_runs"
 PHRASES = "precache_phrases"
 RUN_PHRASES = "precache_run_phrases"
+FAILURES = "precache_failures"
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
 UPDATE_CHUNK = 32
 DUPLICATE_KEY = 11000
+
+
+class RecordsError(ValueError):
+    """Stored records that do not follow CONTRACTS §3; retrying cannot fix them."""
 
 
 def now() -> datetime:
@@ -112,6 +117,51 @@ class PrecacheStore:
                 existing = [docs[e["index"]] for e in errors]
                 bulk(coll, [ReplaceOne({"_id": d["_id"]}, d) for d in existing])
         coll.delete_many({"registry_id": registry_id, "row": {"$gt": total}})
+        return total
+
+    def record_failure(self, key: str, task_id: str, error: str, registry_id: str) -> None:
+        """Keep the first failure of a run (``<dag_id>/<run_id>``): the earliest task says most."""
+        self.db[FAILURES].update_one(
+            {"_id": key},
+            {"$setOnInsert": {"task_id": task_id, "error": error[:2000], "registry_id": registry_id, "at": now()}},
+            upsert=True,
+        )
+
+    def run_failure(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        return self.db[FAILURES].find_one({"_id": f"{dag_id}/{run_id}"})
+
+    def adopt_records(self, collection: str, registry_id: str) -> int:
+        """Check records written by the integration script (the seed's step 7) and count them.
+
+        They must follow CONTRACTS §3: ``registry_id``, ``row`` 1..N (unique) and an ``obj``.
+        Nothing is rewritten, so what the integration wrote is never lost.
+        """
+        coll = self.records(collection)
+        total = coll.count_documents({"registry_id": registry_id})
+        if total == 0:
+            raise RecordsError(
+                f"collection {collection!r} holds no records of registry {registry_id!r}: "
+                "write them there before requesting the precache"
+            )
+        try:
+            self.ensure_indexes(collection)
+        except OperationFailure as exc:
+            raise RecordsError(
+                f"collection {collection!r}: records of registry {registry_id!r} repeat a row number "
+                f"({exc.code}): (registry_id, row) must be unique"
+            ) from None
+        numbered = coll.count_documents({"registry_id": registry_id, "row": {"$gte": 1, "$lte": total}})
+        if numbered != total:
+            raise RecordsError(
+                f"collection {collection!r}: registry {registry_id!r} has {total} records but only "
+                f"{numbered} carry a row number in 1..{total}; number them 1..N (CONTRACTS §3)"
+            )
+        bad = coll.find_one({"registry_id": registry_id, "obj": {"$not": {"$type": "object"}}}, {"row": 1})
+        if bad is not None:
+            raise RecordsError(
+                f"collection {collection!r}: registry {registry_id!r} row {bad.get('row')}: "
+                "the record has no 'obj' object with its fields"
+            )
         return total
 
     def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
