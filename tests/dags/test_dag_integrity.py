@@ -21,7 +21,7 @@ def dagbag() -> DagBag:
 
 def test_no_import_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
-    assert "tts_precache" in dagbag.dags
+    assert {"tts_precache", "tts_precache_inbox", "tts_precache_requests"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_owner_retries_and_tags(dagbag: DagBag) -> None:
@@ -49,12 +49,36 @@ def test_tts_precache_structure(dagbag: DagBag) -> None:
     assert dag.get_task("complete").trigger_rule == "all_done"
 
 
+def test_inbox_structure(dagbag: DagBag) -> None:
+    dag = dagbag.dags["tts_precache_inbox"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable" and dag.timetable.expression == "0 0 * * *"  # @daily
+    assert dag.catchup is False and dag.max_active_runs == 1
+    run = dag.get_task("run_precache")
+    assert type(run).__name__ == "MappedOperator"
+    assert run.partial_kwargs["trigger_dag_id"] == "tts_precache"
+    assert run.partial_kwargs["wait_for_completion"] is True and run.partial_kwargs["deferrable"] is True
+    settle = dag.get_task("settle")
+    assert settle.trigger_rule == "all_done" and {"scan", "run_precache"} <= settle.upstream_task_ids
+
+
+def test_requests_dag_is_scheduled_by_the_request_queue(dagbag: DagBag) -> None:
+    dag = dagbag.dags["tts_precache_requests"]
+    [asset] = dag.timetable.asset_condition.objects
+    assert asset.uri == "rabbitmq://rabbitmq_default/kv.tts.precaching.v2"
+    [watcher] = asset.watchers
+    classpath, kwargs = watcher.trigger.serialize()
+    assert classpath == "precache.triggers.requests.PrecacheRequestTrigger"
+    assert kwargs["queue"] == "kv.tts.precaching.v2" and kwargs["dead_letter_queue"] == "kv.tts.precaching.v2.dead"
+    run = dag.get_task("run_precache")
+    assert run.partial_kwargs["skip_when_already_exists"] is True  # a redelivered request runs once
+
+
 def test_import_is_cheap() -> None:
     """Parsing the DAG folder must not touch services; a fresh interpreter does it quickly."""
     env = {**os.environ, "AIRFLOW_CONN_MONGO_DEFAULT": "mongo://203.0.113.1:1/x"}  # unreachable on purpose
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path[:0]=['plugins','dags']; import tts_precache_dag"],
+        [sys.executable, "-c", "import sys; sys.path[:0]=['plugins','dags']; import tts_precache_dag, tts_precache_inbox_dag, tts_precache_requests_dag"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -25,6 +25,7 @@ RUNS = "precache_runs"
 PHRASES = "precache_phrases"
 RUN_PHRASES = "precache_run_phrases"
 FAILURES = "precache_failures"
+INBOX = "precache_inbox"
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
@@ -129,6 +130,12 @@ class PrecacheStore:
 
     def run_failure(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
         return self.db[FAILURES].find_one({"_id": f"{dag_id}/{run_id}"})
+
+    def inbox_imported(self, sha256: str) -> dict[str, Any] | None:
+        return self.db[INBOX].find_one({"_id": sha256})
+
+    def mark_inbox_imported(self, sha256: str, fields: dict[str, Any]) -> None:
+        self.db[INBOX].update_one({"_id": sha256}, {"$setOnInsert": fields}, upsert=True)
 
     def adopt_records(self, collection: str, registry_id: str) -> int:
         """Check records written by the integration script (the seed's step 7) and count them.
