@@ -12,6 +12,7 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -30,6 +31,15 @@ FORMATS = ("csv", "xlsx", "json", "jsonl")
 
 RegistryId = Annotated[str, StringConstraints(pattern=REGISTRY_ID_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, query or fragment: a signed URL's token is a credential."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + ("?…" if parts.query else "")
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:
@@ -104,7 +114,7 @@ class RegistrySource(BaseModel):
             return f"inline ({len(self.records)} records)"
         if self.stored:
             return "records already in the collection"
-        return str(self.path or self.url)
+        return str(self.path) if self.path is not None else redact_url(str(self.url))
 
 
 class PrecacheConf(BaseModel):

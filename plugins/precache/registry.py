@@ -13,12 +13,16 @@ import csv
 import io
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
-from precache.models import RegistrySource
+from precache.models import RegistrySource, redact_url
 
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = (";", ",", "\t")
@@ -79,13 +83,26 @@ def iter_csv(
     if not head.strip():
         raise RegistryError(f"{where}: the file is empty")
     enc = encoding or detect_encoding(head)
-    text = io.TextIOWrapper(buffered, encoding=enc, newline="", errors="strict")
+    # Decoded line by line, so that undecodable bytes are reported at their own line
+    # (a TextIOWrapper decodes 8 KiB ahead and could only say "somewhere after row N").
+    pos = {"line": 0}
+    decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+
+    def lines() -> Iterator[str]:
+        for raw in buffered:
+            pos["line"] += 1
+            yield decoder.decode(raw)
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    text = lines()
+    row = 0
     try:
-        first = text.readline()
+        first = next(text, "")
         delim = delimiter or detect_delimiter(first)
         header = _unique_header(next(csv.reader([first], delimiter=delim)), where)
         reader = csv.reader(text, delimiter=delim)
-        row = 0
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue
@@ -99,12 +116,13 @@ def iter_csv(
                 )
             yield dict(zip(header, cells))
     except UnicodeDecodeError as exc:
+        where_in = "in the header (line 1" if pos["line"] <= 1 else f"at row {row + 1} (line {pos['line']}"
         raise RegistryError(
-            f"{where}: cannot decode as {enc} after row {locals().get('row', 0)}: {exc.reason}; "
+            f"{where}: cannot decode as {enc} {where_in}, byte {exc.start + 1}): {exc.reason}; "
             f"set registry.encoding"
         ) from None
     except csv.Error as exc:
-        raise RegistryError(f"{where}: malformed CSV near row {locals().get('row', 0) + 1}: {exc}") from None
+        raise RegistryError(f"{where}: malformed CSV near row {row + 1}: {exc}") from None
 
 
 def iter_xlsx(path: Path, where: str) -> Iterator[dict[str, Any]]:
@@ -145,12 +163,32 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+JSON_LOCATE_MAX_BYTES = 64 << 20
+
+
+def _json_error_position(stream: IO[bytes]) -> json.JSONDecodeError | None:
+    """The first JSON error with its line and column, for files small enough to parse again."""
+    try:
+        stream.seek(0, os.SEEK_END)
+        if stream.tell() > JSON_LOCATE_MAX_BYTES:
+            return None
+        stream.seek(0)
+        json.loads(stream.read().decode("utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        return exc
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
+
+
 def iter_json(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
     """Yield the objects of a top-level JSON array, streamed with ijson."""
     import ijson
 
-    if stream.read(3) != codecs.BOM_UTF8:
-        stream.seek(0)
+    head = stream.read(SNIFF_BYTES)
+    if not head.strip() or head.strip() == codecs.BOM_UTF8:
+        raise RegistryError(f"{where}: the file is empty")
+    stream.seek(3 if head.startswith(codecs.BOM_UTF8) else 0)
     row = 0
     try:
         for item in ijson.items(stream, "item", use_float=True):
@@ -159,7 +197,14 @@ def iter_json(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
                 raise RegistryError(f"{where}: record {row} is not a JSON object")
             yield item
     except ijson.JSONError as exc:
-        raise RegistryError(f"{where}: invalid JSON after record {row}: {exc}") from None
+        # ijson's own message spans lines (a snippet and an arrow): keep its first line only.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        at = _json_error_position(stream)
+        if at is not None:
+            raise RegistryError(
+                f"{where}: invalid JSON after record {row}, at line {at.lineno}, column {at.colno}: {at.msg}"
+            ) from None
+        raise RegistryError(f"{where}: invalid JSON after record {row}: {first}") from None
     if row == 0:
         raise RegistryError(f"{where}: no records (expected a JSON array of objects)")
 
@@ -172,8 +217,12 @@ def iter_jsonl(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
             continue
         try:
             item = json.loads(raw.decode("utf-8-sig" if line_no == 1 else "utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{where}: invalid JSON at line {line_no}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise RegistryError(
+                f"{where}: line {line_no} is not UTF-8 ({exc.reason} at byte {exc.start + 1}); JSON Lines must be UTF-8"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{where}: invalid JSON at line {line_no}, column {exc.pos + 1}: {exc.msg}") from None
         if not isinstance(item, dict):
             raise RegistryError(f"{where}: line {line_no} is not a JSON object")
         row += 1
@@ -195,24 +244,63 @@ def allowed_path(raw: str, roots: list[Path]) -> Path:
     return path
 
 
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the URL's credentials: userinfo and query (a signed URL's token)."""
+    parts = urlsplit(url)
+    for secret in (parts.query, parts.password, parts.username):
+        if secret:
+            text = text.replace(secret, "…")
+    return text
+
+
+def _cut_connection(resp: Any) -> None:
+    # Unblocks a read waiting on a server that trickles bytes (a per-read timeout never fires).
+    sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+    with contextlib.suppress(Exception):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 @contextlib.contextmanager
 def _download(url: str, max_bytes: int, timeout: float) -> Iterator[Path]:
+    """Download to a temporary file: http(s) only, at most ``max_bytes``, within ``timeout`` seconds in all."""
     import requests
 
+    shown = redact_url(url)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise RegistryError(f"registry.url {shown}: only http:// and https:// addresses are allowed")
     fd, tmp = tempfile.mkstemp(prefix="registry-")
+    deadline = time.monotonic() + timeout
+    late = threading.Event()
     try:
         with requests.get(url, stream=True, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
             if resp.status_code != 200:
-                raise RegistryError(f"registry.url {url}: HTTP {resp.status_code}")
-            size = 0
-            for chunk in resp.iter_content(1 << 16):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise RegistryError(f"registry.url {url}: larger than the {max_bytes}-byte cap")
-                out.write(chunk)
+                raise RegistryError(f"registry.url {shown}: HTTP {resp.status_code}")
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise RegistryError(f"registry.url {shown}: {declared} bytes, larger than the {max_bytes}-byte cap")
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), lambda: (late.set(), _cut_connection(resp)))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                size = 0
+                for chunk in resp.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise RegistryError(f"registry.url {shown}: larger than the {max_bytes}-byte cap")
+                    if late.is_set():
+                        break
+                    out.write(chunk)
+            finally:
+                watchdog.cancel()
+            if late.is_set() or time.monotonic() > deadline:
+                raise RegistryError(f"registry.url {shown}: download not finished within {timeout:g}s")
         yield Path(tmp)
     except requests.RequestException as exc:
-        raise RegistryError(f"registry.url {url}: download failed: {exc}") from None
+        if late.is_set():
+            raise RegistryError(f"registry.url {shown}: download not finished within {timeout:g}s") from None
+        if isinstance(exc, requests.Timeout):
+            raise RegistryError(f"registry.url {shown}: no answer within {timeout:g}s") from None
+        raise RegistryError(f"registry.url {shown}: download failed: {_scrub(str(exc), url)}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -240,7 +328,7 @@ def opened_registry(
     with contextlib.ExitStack() as stack:
         if source.url is not None:
             path = stack.enter_context(_download(source.url, max_download_bytes, download_timeout))
-            where = source.url
+            where = redact_url(source.url)
         else:
             assert source.path is not None
             path = allowed_path(source.path, roots or [])
