@@ -53,6 +53,12 @@ class PhraseSandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # Jinja returns an Undefined here that raises only when printed; walking on from it
+        # (``''.__class__.__mro__``) then fails as a plain "no attribute" error, and the probe
+        # would not be reported as what it is. Refuse at the first unsafe step instead.
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe.")
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, times in ((left, right), (right, left)):

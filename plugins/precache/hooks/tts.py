@@ -71,23 +71,36 @@ class TtsProxyHook:
                 *(self._send(session, sem, key, req) for key, req in requests.items())
             )
 
+    def _redact(self, text: str) -> str:
+        """An answer or error text without our bearer token (a proxy may echo request headers)."""
+        token = self.headers.get("Authorization", "").partition(" ")[2]
+        return text.replace(token, "***") if token else text
+
     async def _send(
         self, session: aiohttp.ClientSession, sem: asyncio.Semaphore, key: str, req: TtsRequest
     ) -> TtsResult:
+        """One phrase: retried until cached, refused, out of attempts or out of budget.
+
+        An attempt is a request the proxy received. Failing to connect at all (the proxy
+        is down or restarting) uses only the time budget, so an outage shorter than
+        ``retry_budget_s`` is waited out whatever ``max_attempts`` says.
+        """
         url = f"{self.base_url}/api/v1/tts"
         body = req.model_dump()
         deadline = time.monotonic() + self.retry_budget_s
         backoff = 0.2
         last = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
+        attempts = 0
+        while True:
             wait = None
             async with sem:
                 try:
                     async with session.post(url, json=body) as resp:
+                        attempts += 1
                         if resp.status == 200:
                             await resp.read()
                             return TtsResult(key, True)
-                        text = (await resp.text())[:300]
+                        text = self._redact((await resp.text())[:300])
                         if resp.status in (400, 422):
                             return TtsResult(key, False, f"TTS proxy refused the phrase (HTTP {resp.status}): {text}")
                         last = f"HTTP {resp.status}: {text}"
@@ -95,15 +108,20 @@ class TtsProxyHook:
                             wait = _retry_after(resp.headers.get("Retry-After"))
                         elif resp.status < 500:
                             return TtsResult(key, False, f"TTS proxy answered HTTP {resp.status}: {text}")
+                except aiohttp.ClientConnectorError as exc:
+                    last = f"proxy unreachable: {type(exc).__name__}: {self._redact(str(exc))}"
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    attempts += 1
+                    last = f"{type(exc).__name__}: {self._redact(str(exc))}" if str(exc) else type(exc).__name__
             if wait is None:
                 wait = random.uniform(0, backoff)
                 backoff = min(backoff * 2, 10.0)
-            if attempt == self.max_attempts or time.monotonic() + wait > deadline:
+            if attempts >= self.max_attempts or time.monotonic() + wait > deadline:
                 break
             await asyncio.sleep(wait)
-        return TtsResult(key, False, f"TTS proxy kept failing after {attempt} attempts: {last}")
+        if attempts < self.max_attempts:
+            return TtsResult(key, False, f"TTS proxy kept failing for {self.retry_budget_s:g}s ({attempts} attempts): {last}")
+        return TtsResult(key, False, f"TTS proxy kept failing after {attempts} attempts: {last}")
 
 
 def _retry_after(value: str | None) -> float:
