@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
 from precache.config import Settings
+from precache.operators.trigger import TriggerPrecacheRunOperator
 from precache.inbox import trigger_kwargs
 
 SETTINGS = Settings.from_env()
@@ -57,7 +57,7 @@ def tts_precache_inbox() -> None:
             return inbox.scan(_inbox(), store, stamp, pipeline.validate, SETTINGS.inbox_max_files)
 
     files = scan()
-    runs = TriggerDagRunOperator.partial(
+    runs = TriggerPrecacheRunOperator.partial(
         task_id="run_precache",
         trigger_dag_id="tts_precache",
         wait_for_completion=True,
@@ -79,7 +79,8 @@ def tts_precache_inbox() -> None:
 
         def state(run_id: str) -> str | None:
             try:
-                return str(RuntimeTaskInstance.get_dagrun_state("tts_precache", run_id))
+                state = RuntimeTaskInstance.get_dagrun_state("tts_precache", run_id)
+                return str(getattr(state, "value", state))  # a DagRunState enum
             except Exception:  # noqa: BLE001 - no such run: its trigger failed before creating it
                 return None
 

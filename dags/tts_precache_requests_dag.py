@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
 
 from precache.config import Settings
+from precache.operators.trigger import TriggerPrecacheRunOperator
 from precache.triggers.requests import PrecacheRequestTrigger
 
 SETTINGS = Settings.from_env()
@@ -57,7 +57,7 @@ def tts_precache_requests() -> None:
 
         return runs_from_events(get_current_context()["triggering_asset_events"])
 
-    TriggerDagRunOperator.partial(
+    TriggerPrecacheRunOperator.partial(
         task_id="run_precache",
         trigger_dag_id="tts_precache",
         skip_when_already_exists=True,

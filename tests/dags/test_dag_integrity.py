@@ -71,6 +71,8 @@ def test_requests_dag_is_scheduled_by_the_request_queue(dagbag: DagBag) -> None:
     assert kwargs["queue"] == "kv.tts.precaching.v2" and kwargs["dead_letter_queue"] == "kv.tts.precaching.v2.dead"
     run = dag.get_task("run_precache")
     assert run.partial_kwargs["skip_when_already_exists"] is True  # a redelivered request runs once
+    # the build's own Jinja templates travel in the conf: Airflow must not render them
+    assert "conf" not in run.template_fields and "trigger_run_id" in run.template_fields
 
 
 def test_import_is_cheap() -> None:
