@@ -141,3 +141,44 @@ def test_request_on_the_queue_starts_one_run_and_bad_ones_are_dead_lettered(live
     assert live_airflow.task_states("tts_precache_requests", last["dag_run_id"]).get("run_precache[0]") == "skipped"
     assert [r["dag_run_id"] for r in live_airflow.runs("tts_precache")].count(run_id) == 1
     conn.close()
+
+
+def test_a_triggerer_killed_while_holding_a_request_loses_nothing(live_airflow: Any, mongo_db: Any) -> None:
+    """SIGKILL the triggerer right after a request is published, start a new one: the request
+    still becomes exactly one successful run (unacked messages return to the queue)."""
+    import os
+    import signal
+    import subprocess
+
+    queue = live_airflow.env["PRECACHE_REQUEST_QUEUE"]
+    rid = f"kill-{uuid.uuid4().hex[:8]}"
+    mongo_db["live_requests"].insert_many([
+        {"registry_id": rid, "row": i, "obj": {"fio": f"Перезапусков {i}", "sum": str(i), "Дата платежа": "03.03.2027"}}
+        for i in range(1, 11)
+    ])
+    request = {
+        "registry_id": rid, "collection": "live_requests",
+        "settings": {**BUILD_3["settings"], "PRECACHE_VOICE": "alena"},
+        "messages": [{k: m[k] for k in ("template", "audio", "value_from")} for m in BUILD_3["messages"]],
+    }
+    conn = pika.BlockingConnection(pika.URLParameters(live_airflow.env["AIRFLOW_CONN_RABBITMQ_DEFAULT"]))
+    ch = conn.channel()
+    ch.basic_publish("", queue, json.dumps(request, ensure_ascii=False).encode(),
+                     pika.BasicProperties(delivery_mode=2, message_id=f"msg-{rid}"))
+    time.sleep(1.5)  # the producer polls every second: the request is most likely in its hands now
+    old = live_airflow.procs["triggerer"]
+    os.killpg(old.pid, signal.SIGKILL)
+    old.wait(10)
+    with open(live_airflow.log_path("triggerer"), "ab") as log:
+        live_airflow.procs["triggerer"] = subprocess.Popen(
+            ["airflow", "triggerer"], env=live_airflow.env, cwd=live_airflow.home, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    run_id = f"request__msg-{rid}"
+    wait_for(f"tts_precache run {run_id}",
+             lambda: any(r["dag_run_id"] == run_id for r in live_airflow.runs("tts_precache")), timeout=300, every=2)
+    assert live_airflow.wait("tts_precache", run_id, timeout=300) == "success"
+    assert [r["dag_run_id"] for r in live_airflow.runs("tts_precache")].count(run_id) == 1
+    assert {d["precache"]["status"] for d in mongo_db["live_requests"].find({"registry_id": rid})} == {"cached"}
+    assert ch.queue_declare(queue, passive=True).method.message_count == 0
+    conn.close()
