@@ -91,6 +91,14 @@ class RabbitMQHook(BaseHook):
         while True:
             try:
                 return fn(self.channel())
+            except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError,
+                    pika.exceptions.ProbableAccessDeniedError) as exc:
+                # Wrong credentials or vhost: retrying for minutes cannot fix them.
+                self.close()
+                raise ValueError(
+                    f"RabbitMQ refused the login of connection {self.rabbitmq_conn_id!r} to {what}: "
+                    f"{type(exc).__name__}; check its user, password and vhost"
+                ) from None
             except pika.exceptions.ChannelClosedByBroker as exc:
                 # access refused, not found, precondition failed: the broker's answer, not a blip
                 if exc.reply_code in (403, 404, 405, 406):
