@@ -210,8 +210,10 @@ def resolve_phrases(
     """
     outcome: dict[str, str | None] = {}
     pending = sorted(requests)
+    seen_held: set[str] = set()
     while pending:
-        mine, done, held = store.claim_phrases(pending, run_id, force, settings.phrase_lease_s)
+        mine, done, held = store.claim_phrases(pending, run_id, force, settings.phrase_lease_s, seen_held)
+        seen_held |= held
         outcome.update(done)
         if mine:
             results = asyncio.run(tts.send_all({k: requests[k] for k in mine}))
@@ -235,6 +237,8 @@ def cache_batch(
     counts = {"processed": 0, "cached": 0, "failed": 0}
     for sub_start in range(bounds["start"], bounds["end"] + 1, settings.batch_size):
         sub_end = min(sub_start + settings.batch_size - 1, bounds["end"])
+        if store.rewrites:
+            store.restore_records(coll, rid, sub_start, sub_end)
         requests: dict[str, TtsRequest] = {}
         todo = []
         for doc in store.read_rows(coll, rid, sub_start, sub_end):
@@ -273,7 +277,7 @@ def cache_batch(
             }))
             counts["processed"] += 1
             counts[status] += 1
-        store.set_record_results(coll, results)
+        store.set_record_results(coll, results, {doc["_id"]: doc for doc, _, _ in todo})
         store.mark_run_phrases(run_id, requests)
         report_progress(desc, run_id, queue, batch_key, counts, store, rabbit)
     return counts

@@ -8,6 +8,7 @@ Lookups by ``_id`` are also the ones FerretDB's SQLite backend serves without a 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,8 @@ PHRASES = "precache_phrases"
 RUN_PHRASES = "precache_run_phrases"
 FAILURES = "precache_failures"
 INBOX = "precache_inbox"
+# Records being rewritten (delete + insert, see ``PrecacheStore.rewrites``): restored if a task dies in between.
+JOURNAL = "precache_rewrite_journal"
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
@@ -65,6 +68,27 @@ class PrecacheStore:
 
     def close(self) -> None:
         self.hook.close()
+
+    @property
+    def rewrites(self) -> bool:
+        """Write many documents as one delete + one insert instead of one update each.
+
+        On FerretDB 1.24 (SQLite) every update statement scans its whole collection (its
+        ``UPDATE ... WHERE sjson->'$._id' = ?`` misses the ``_id`` index) and ``update_many``
+        runs one such statement per matched document, while ``delete_many({_id: {$in}})``
+        is one scan for all and inserts use the index. On MongoDB updates are indexed:
+        the plain update path stays. ``PRECACHE_STORE_REWRITES`` = 1/0 forces either way.
+        """
+        if not hasattr(self, "_rewrites"):
+            forced = os.environ.get("PRECACHE_STORE_REWRITES", "auto")
+            if forced in ("0", "1"):
+                self._rewrites = forced == "1"
+            else:
+                try:
+                    self._rewrites = "ferretdbFeatures" in self.db.client.server_info()
+                except Exception:  # noqa: BLE001 - unknown server: the plain, always-correct path
+                    self._rewrites = False
+        return self._rewrites
 
     def __enter__(self) -> PrecacheStore:
         return self
@@ -176,12 +200,18 @@ class PrecacheStore:
             self.records(collection).find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}})
         )
 
-    def set_record_results(self, collection: str, results: list[tuple[str, dict[str, Any]]]) -> None:
+    def set_record_results(
+        self, collection: str, results: list[tuple[str, dict[str, Any]]], docs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         """``results``: ``(_id, precache sub-document)`` pairs.
 
         Records sharing one outcome (all the cached ones, typically) are written by a
-        single ``update_many``; the rest one by one.
+        single ``update_many``; the rest one by one. With ``docs`` (the records as read,
+        by ``_id``) and ``rewrites``, the records are rewritten whole instead, journaled.
         """
+        if docs is not None and self.rewrites and results and all(rid in docs for rid, _ in results):
+            self._rewrite_records(collection, [{**docs[rid], "precache": p} for rid, p in results])
+            return
         groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
         for rid, p in results:
             groups.setdefault(repr(sorted(p.items())), (p, []))[1].append(rid)
@@ -192,6 +222,40 @@ class PrecacheStore:
             else:
                 self.records(collection).update_many({"_id": {"$in": ids}}, {"$set": {"precache": p}})
         bulk(self.records(collection), singles)
+
+    def _rewrite_records(self, collection: str, new_docs: list[dict[str, Any]]) -> None:
+        """Replace records by ``_id`` with one delete + one insert; the new versions sit in the
+        journal meanwhile, so a task killed in between loses nothing (``restore_records``)."""
+        coll, journal = self.records(collection), self.db[JOURNAL]
+        ids = [d["_id"] for d in new_docs]
+        jids = [f"{collection}|{i}" for i in ids]
+        journal.delete_many({"_id": {"$in": jids}})  # leftovers of a killed try of these rows
+        journal.insert_many([{"_id": j, "coll": collection, "doc": d} for j, d in zip(jids, new_docs)], ordered=False)
+        coll.delete_many({"_id": {"$in": ids}})
+        try:
+            coll.insert_many(new_docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            # Written again in between (a concurrent try of this batch): keep that document, set our outcome.
+            bulk(coll, [UpdateOne({"_id": new_docs[e["index"]]["_id"]}, {"$set": {"precache": new_docs[e["index"]]["precache"]}})
+                        for e in errors])
+        journal.delete_many({"_id": {"$in": jids}})
+
+    def restore_records(self, collection: str, registry_id: str, start: int, end: int) -> int:
+        """Put back records of rows ``start..end`` a killed rewrite left only in the journal."""
+        journal = self.db[JOURNAL]
+        left = list(journal.find({"coll": collection, "doc.registry_id": registry_id, "doc.row": {"$gte": start, "$lte": end}}))
+        if not left:
+            return 0
+        try:
+            self.records(collection).insert_many([j["doc"] for j in left], ordered=False)
+        except BulkWriteError as exc:  # those still present were never deleted: nothing to restore
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+        journal.delete_many({"_id": {"$in": [j["_id"] for j in left]}})
+        return len(left)
 
     def failed_records(self, collection: str, registry_id: str, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         cur = self.records(collection).find(
@@ -272,11 +336,15 @@ class PrecacheStore:
 
     # --- phrase ledger -----------------------------------------------------------------
 
-    def claim_phrases(self, keys: list[str], run_id: str, force: bool, lease_s: float) -> tuple[set[str], dict[str, str | None], set[str]]:
+    def claim_phrases(
+        self, keys: list[str], run_id: str, force: bool, lease_s: float, seen_held: Iterable[str] = (),
+    ) -> tuple[set[str], dict[str, str | None], set[str]]:
         """Sort phrase keys into: to send now, already settled (key → error or None), held by another task.
 
         A phrase is sent at most once per run and, unless ``force``, never again once
         cached by any run. Claims are leases so a killed worker's phrases are taken over.
+        ``seen_held``: keys found held earlier; one missing now is being settled by a
+        rewrite (``settle_phrases``), so the claim just inserted stays held, not sent.
         """
         ledger = self.db[PHRASES]
         t = time.time()
@@ -288,13 +356,18 @@ class PrecacheStore:
             return mine, done, held
         try:
             ledger.insert_many([{"_id": k, **claim} for k in keys], ordered=False)
-            return set(keys), done, held
+            dup_idx: set[int] = set()
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             dup_idx = {e["index"] for e in errors}
         mine = {k for i, k in enumerate(keys) if i not in dup_idx}
+        vanished = mine & set(seen_held)
+        mine -= vanished
+        held |= vanished
+        if not dup_idx:
+            return mine, done, held
         dups = [keys[i] for i in sorted(dup_idx)]
         for doc in ledger.find({"_id": {"$in": dups}}):
             k, status, owner = doc["_id"], doc.get("status"), doc.get("run_id")
@@ -313,18 +386,37 @@ class PrecacheStore:
         return mine, done, held
 
     def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
-        """Record outcomes (key → error, None when cached) of phrases this run sent."""
-        if results:
-            bulk(
-                self.db[PHRASES],
-                [
-                    UpdateOne(
-                        {"_id": k},
-                        {"$set": {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": now()}},
-                    )
-                    for k, err in results.items()
-                ],
-            )
+        """Record outcomes (key → error, None when cached) of phrases this run sent.
+
+        With ``rewrites`` (FerretDB): one delete + one insert for all; a phrase claimed again
+        in between (by a task that never saw it held) keeps that claim's document, updated.
+        Otherwise the cached ones share one ``update_many``; failures are set one by one.
+        """
+        if not results:
+            return
+        ledger, t = self.db[PHRASES], now()
+
+        def outcome(k: str, err: str | None) -> dict[str, Any]:
+            return {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": t}
+
+        if self.rewrites and len(results) > 1:
+            ledger.delete_many({"_id": {"$in": list(results)}})
+            try:
+                ledger.insert_many([{"_id": k, **outcome(k, e)} for k, e in results.items()], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                keys = list(results)
+                bulk(ledger, [UpdateOne({"_id": keys[e["index"]]}, {"$set": outcome(keys[e["index"]], results[keys[e["index"]]])})
+                              for e in errors])
+            return
+        cached = [k for k, e in results.items() if not e]
+        if len(cached) > 1:
+            ledger.update_many({"_id": {"$in": cached}}, {"$set": outcome("", None)})
+        else:
+            bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, None)}) for k in cached])
+        bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, e)}) for k, e in results.items() if e])
 
     def mark_run_phrases(self, run_id: str, keys: Iterable[str]) -> None:
         """Remember which distinct phrases this run needed (for ``unique_phrases``)."""
