@@ -1,0 +1,202 @@
+"""docs/PERFORMANCE.md from the bench's figures: the table, every figure, the goals, how to reproduce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(x: float, nd: int = 1) -> str:
+    return f"{x:,.{nd}f}"
+
+
+def _ok(cond: bool) -> str:
+    return "**met**" if cond else "**missed**"
+
+
+def summary_rows(R: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, figure, goal, verdict) — the table printed and written."""
+    t = R["throughput"]
+    p, bare, naive, limit = t["pipeline"], t["bare"], t["naive"], t["limit"]
+    rows = [
+        ("1 pipeline cache phase, distinct phrases/s", f"{_f(p['rate'])} ({p['records']:,} records, {p['distinct']:,} distinct, "
+         f"{_f(p['wall_s'])} s)", "", ""),
+        ("1 C/L (L=50 ms, C=32)", f"{_f(limit, 0)}", "", ""),
+        ("1 pipeline / C/L", f"{p['rate'] / limit:.3f}", "≥ 0.85", _ok(p["rate"] / limit >= 0.85)),
+        ("1 bare aiohttp client at C, phrases/s", f"{_f(bare['rate'])} (= {bare['rate'] / limit:.3f} of C/L)", "", ""),
+        ("1 pipeline / bare client", f"{p['rate'] / bare['rate']:.3f}", "≥ 0.95", _ok(p["rate"] / bare["rate"] >= 0.95)),
+        ("1 naive loop (one phrase at a time), phrases/s", f"{_f(naive['rate'])}", "", ""),
+        ("1 pipeline / naive loop", f"{p['rate'] / naive['rate']:.1f}×", "≥ 25×", _ok(p["rate"] / naive["rate"] >= 25)),
+        ("1 TTS calls / distinct phrases", f"{p['tts_requests']:,} / {p['distinct']:,} (max per phrase {p['per_key_max']})",
+         "equal", _ok(p["tts_requests"] == p["distinct"])),
+        ("1 peak in flight at the proxy (4 parallel tasks)", f"{p['peak_in_flight']} (429s: {p['rejected_429']})", f"≤ 32",
+         _ok(p["peak_in_flight"] <= 32)),
+    ]
+    if "before_after" in R:
+        b, a = R["before_after"]["before"], R["before_after"]["after"]
+        rows.append((f"fix: cache phase at {b['records']:,} records, before → after",
+                     f"{_f(b['wall_s'])} s → {_f(a['wall_s'])} s ({b['wall_s'] / a['wall_s']:.1f}× faster; "
+                     f"{_f(b['rate'])} → {_f(a['rate'])} phrases/s)", "", ""))
+    for g in R["ingest"]:
+        rows.append((f"2 ingest {g['rows']:,} rows: rows/s (bare insert_many)", f"{_f(g['ingest_rate'], 0)} ({_f(g['bare_rate'], 0)})",
+                     "", ""))
+    g = R["ingest"][-1]
+    rows.append((f"2 ingest / bare at {g['rows']:,} rows", f"{g['ingest_rate'] / g['bare_rate']:.2f}", "≥ 0.7",
+                 _ok(g["ingest_rate"] / g["bare_rate"] >= 0.7)))
+    rss = max(x["maxrss_mb"] for x in R["ingest"])
+    rows.append(("2 peak RSS of ingest (largest)", f"{_f(rss, 0)} MB", "≤ 300 MB", _ok(rss <= 300)))
+    s = R["scale_1m"]
+    rows.append(("3 mapped cache tasks for 1,000,000 records", f"{s['batches']} of {s['batch_rows']} rows, progress every "
+                 f"{s['progress_every']}; plan XCom {s['xcom_bytes']:,} B", "≤ 1024", _ok(s["batches"] <= 1024)))
+    first, last = R["ingest"][0], R["ingest"][-1]
+    ratio = last["per_record_us"] / first["per_record_us"]
+    rows.append((f"3 ingest+plan+render µs/record {first['rows']:,} → {last['rows']:,}",
+                 " → ".join(_f(x["per_record_us"], 0) for x in R["ingest"]) + f" (ratio {ratio:.2f})", "≤ 1.3",
+                 _ok(ratio <= 1.3)))
+    pc = R["profile"]["cpu"]
+    per = 1000 * pc["cpu_s"] / max(pc["phrases"], 1)
+    rows.append(("4 own CPU per phrase (cProfile, L=0)", f"{per:.2f} ms", "≤ 0.2 ms", _ok(per <= 0.2)))
+    d = R["dedup"]
+    dr = d["run"]
+    rows.append(("5 dedup: rendered / distinct / TTS calls", f"{dr['rendered']:,} / {dr['distinct']:,} / {dr['tts_requests']:,}",
+                 "calls = distinct", _ok(dr["tts_requests"] == dr["distinct"])))
+    rows.append(("5 time to send every rendered vs distinct (bare, C)", f"{_f(d['bare_all']['wall_s'])} s vs "
+                 f"{_f(d['bare_distinct']['wall_s'])} s (saved {_f(d['bare_all']['wall_s'] - d['bare_distinct']['wall_s'])} s)",
+                 "", ""))
+    lv = R.get("live")
+    if lv and "error" not in lv:
+        rows.append((f"6 live Airflow run, {lv['records']:,} records: trigger → completion", f"{_f(lv['wall_s'])} s; ideal "
+                     f"{_f(lv['ideal_s'])} s; ideal/wall {lv['ideal_s'] / lv['wall_s']:.3f}", "≥ 0.7",
+                     _ok(lv["ideal_s"] / lv["wall_s"] >= 0.7)))
+    elif lv:
+        rows.append(("6 live Airflow run", "failed: " + lv["error"].splitlines()[-1][:120], "≥ 0.7", "**not measured**"))
+    return rows
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    out = ["| measure | figure | goal | |", "|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(out)
+
+
+def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
+    rows = summary_rows(R)
+    tab = table(rows)
+    m = "\n".join(f"| {k} | {v} |" for k, v in R["machine"].items())
+    t = R["throughput"]
+    p = t["pipeline"]
+    pr = R["profile"]
+    lines = [
+        "# Performance",
+        "",
+        "Generated by `make bench` (`python -m bench.run`); every figure below comes from one run, measured side",
+        "by side on the same machine while it was shared with other work (the load average is given), so read",
+        "the **ratios**, not the absolute rates." + (" **Smoke sizes: not the real figures.**" if smoke else ""),
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        m,
+        "",
+        f"Bench arguments: `{ {k: v for k, v in R['args'].items() if k not in ('out', 'json')} }`; whole bench {R['bench_wall_s']:.0f} s.",
+        "",
+        "## Results",
+        "",
+        tab,
+        "",
+        "## 1. Caching throughput",
+        "",
+        f"How: `bench.core.prepare_run` runs `validate → ingest → parse_build → declare → plan` of `precache.pipeline`, then",
+        f"every planned batch goes through `pipeline.cache_batch` (the body of the DAG's mapped `cache` task, with the",
+        f"`TtsProxyHook` it builds: {p['in_flight']} in flight per task) in **{p['parallel']} worker processes** — LocalExecutor's",
+        "parallel slots at `PRECACHE_CACHE_PARALLEL_TASKS=4` — timed from the first batch to the last. Task start-up and",
+        "scheduling are not in this figure (they are in section 6). The stand-in is `standins.tts_proxy` with `--latency-ms 50",
+        "--capacity 32` on a port of its own, in a fresh MongoDB database per run.",
+        "",
+        f"- records {p['records']:,} × 3 messages = {p['rendered']:,} rendered phrases, {p['distinct']:,} distinct; processed "
+        f"{p['processed']:,}, cached {p['cached']:,}, failed {p['failed']:,}",
+        f"- cache phase {p['wall_s']:.1f} s → {p['rate']:.1f} distinct phrases/s = **{p['rate'] / t['limit']:.3f} of C/L** "
+        f"({t['limit']:.0f}/s); CPU of the worker processes {p['cpu_s']:.1f} s",
+        f"- bare client (aiohttp + semaphore of 32, nothing else) over {t['bare']['phrases']:,} of the same phrases: "
+        f"{t['bare']['rate']:.1f}/s, peak in flight {t['bare']['peak_in_flight']}",
+        f"- naive loop (the seed: one request, wait, next) for {t['naive']['wall_s']:.0f} s: {t['naive']['rate']:.1f}/s",
+        f"- the stand-in saw {p['tts_requests']:,} requests for {p['tts_distinct']:,} distinct bodies; peak in flight "
+        f"{p['peak_in_flight']} ≤ 32, {p['rejected_429']} answers 429",
+        "",
+    ]
+    if "before_after" in R:
+        b, a = R["before_after"]["before"], R["before_after"]["after"]
+        lines += [
+            f"### Before/after the fix (same N = {b['records']:,}, same run, same stand-in)",
+            "",
+            f"The code before the fix is `plugins/` of git `{R['before_after']['rev']}`, exported to a temp dir and put first",
+            "on the workers' `sys.path`; everything else identical.",
+            "",
+            "| | cache phase | distinct phrases/s | / C/L | TTS calls | peak in flight |",
+            "|---|---|---|---|---|---|",
+            f"| before | {b['wall_s']:.1f} s | {b['rate']:.1f} | {b['rate'] / t['limit']:.3f} | {b['tts_requests']:,} | {b['peak_in_flight']} |",
+            f"| after | {a['wall_s']:.1f} s | {a['rate']:.1f} | {a['rate'] / t['limit']:.3f} | {a['tts_requests']:,} | {a['peak_in_flight']} |",
+            "",
+        ]
+    lines += ["## 2 and 3. Ingest and scale", "",
+              "Ingest is `pipeline.ingest` in a fresh interpreter (`bench.core.ingest_subprocess`): the generated CSV",
+              "(`standins.samples`, cp1251, `;`, Cyrillic) is read twice (checked, then written in `insert_many` of 1,000);",
+              "peak RSS is that process's `ru_maxrss`. The bare figure is `insert_many` (1,000 per call, unordered) of the",
+              "same documents into a fresh collection with the same unique index, on the same server, timing only the",
+              "inserts. Per-record cost = (ingest + `plan_batches` + rendering every record with the demo build) / N.",
+              "",
+              "| rows | ingest s | rows/s | bare rows/s | ratio | peak RSS MB | plan ms | render s | batches × rows | plan XCom B | µs/record |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for g in R["ingest"]:
+        lines.append(f"| {g['rows']:,} | {g['ingest_s']:.1f} | {g['ingest_rate']:,.0f} | {g['bare_rate']:,.0f} | "
+                     f"{g['ingest_rate'] / g['bare_rate']:.2f} | {g['maxrss_mb']:.0f} | {1000 * g['plan_s']:.2f} | "
+                     f"{g['render_s']:.1f} | {g['batches']} × {g['batch_rows']} | {g['xcom_bytes']:,} | {g['per_record_us']:.0f} |")
+    s = R["scale_1m"]
+    lines += ["", f"1,000,000 records plan into **{s['batches']} mapped `cache` tasks** of {s['batch_rows']} rows (≤ 1024 =",
+              f"`[core] max_map_length`), each publishing progress every {s['progress_every']} rows; the plan's XCom is "
+              f"{s['xcom_bytes']:,} bytes (row bounds only).", ""]
+    lines += ["## 4. Own overhead (cProfile, zero-latency stand-in)", "",
+              f"{pr['cpu']['phrases']:,} phrases of {R['args']['profile_records']} records through `cache_batch` in one process",
+              "under `cProfile.Profile(time.process_time)` (CPU), and again under a wall-clock profiler. Cumulative",
+              "time per spot (a spot includes what it calls: pymongo/aiohttp client work counts as ours):", "",
+              "| spot | CPU s | CPU ms/phrase | wall s |", "|---|---|---|---|"]
+    for k, v in pr["cpu"]["spots"].items():
+        lines.append(f"| {k} | {v:.3f} | {1000 * v / max(pr['cpu']['phrases'], 1):.3f} | {pr['wall']['spots'].get(k, 0):.3f} |")
+    lines.append(f"| **whole process** | {pr['cpu']['cpu_s']:.3f} | {1000 * pr['cpu']['cpu_s'] / max(pr['cpu']['phrases'], 1):.3f} | "
+                 f"{pr['wall']['wall_s']:.3f} |")
+    lines.append("")
+    d = R["dedup"]
+    lines += ["## 5. Dedup", "",
+              f"{d['run']['records']:,} inline records × 3 messages whose fields repeat so that 70 % of the rendered phrases",
+              f"are repeats: {d['run']['rendered']:,} rendered, {d['run']['distinct']:,} distinct (computed by rendering",
+              f"independently of the pipeline). The stand-in received **{d['run']['tts_requests']:,}** requests "
+              f"({d['run']['tts_distinct']:,} distinct bodies, at most {d['run']['per_key_max']} per body); the cache phase took "
+              f"{d['run']['wall_s']:.1f} s.",
+              f"Sending every rendered phrase would take {d['bare_all']['wall_s']:.1f} s even for the bare client at C "
+              f"(hits cost L too), against {d['bare_distinct']['wall_s']:.1f} s for the distinct ones: "
+              f"{d['bare_all']['wall_s'] - d['bare_distinct']['wall_s']:.1f} s saved "
+              f"({100 * (1 - d['bare_distinct']['wall_s'] / d['bare_all']['wall_s']):.0f} %).", ""]
+    lv = R.get("live")
+    lines += ["## 6. A real deployment run", ""]
+    if lv and "error" not in lv:
+        lines += [f"`tts_precache` triggered through the REST API of a running Airflow {R['machine']['Airflow']} "
+                  f"(api-server, scheduler, dag-processor, triggerer; LocalExecutor, parallelism {lv['parallelism']}) on "
+                  f"{lv['records']:,} records, from the trigger to the completion message on the progress queue.", "",
+                  "| phase | s |", "|---|---|"]
+        for k, v in lv["phases"].items():
+            lines.append(f"| {k} | {v:.1f} |")
+        lines += ["", f"Wall {lv['wall_s']:.1f} s; ideal (distinct {lv['distinct']:,} ÷ C/L) {lv['ideal_s']:.1f} s; ratio "
+                  f"**{lv['ideal_s'] / lv['wall_s']:.3f}**. TTS calls {lv['tts_requests']:,}, peak in flight {lv['peak_in_flight']}.", ""]
+    elif lv:
+        lines += ["Not measured in this run: " + lv["error"][-600:], ""]
+    else:
+        lines += ["Skipped (`--live-records 0`).", ""]
+    lines += ["## Reproduce", "",
+              "```bash", "make services      # RabbitMQ, FerretDB (shared ports are only read, never restarted)",
+              "make bench         # = python -m bench.run: the full sizes; writes this file",
+              "make bench-smoke   # tiny sizes in ~1 min (what tests/integration/test_bench_smoke.py runs)",
+              "python -m bench.run --records 5000 --ingest-sizes 10000,100000 --live-records 0   # a quicker partial",
+              "```", "",
+              "Knobs: `BENCH_TTS_PORT` (stand-in port, default 18482), `BENCH_DB_PREFIX` (databases `bench_<tag>_*`,",
+              "dropped after use), `BENCH_MONGO_BASE` (another server, e.g. a real `mongod`), `--before-rev`.", ""]
+    return "\n".join(lines) + "\n", tab
