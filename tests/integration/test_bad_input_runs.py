@@ -17,6 +17,7 @@ import requests
 
 from precache.pipeline import PrecacheError, lookup_build
 from tests.integration.conftest import BUILD_3, QueueReader, tts_stats
+from tests.integration.test_faults import build_f  # noqa: F401  (a build whose phrases no other test counts)
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,7 @@ def stored_run(dag: Any, mongo_db: Any, tmp_path_factory: pytest.TempPathFactory
     good.write_text("fio;sum;Дата платежа\n" + "".join(f"Хранимов {rid} {i};{i};05.12.2026\n" for i in range(1, 8)), encoding="utf-8")
     reader = QueueReader(mongo_db, rid)
     reader.start()
-    dr = dag.test(run_conf={"registry_id": rid, "build_id": "t3", "registry": {"path": str(good)}})
+    dr = dag.test(run_conf={"registry_id": rid, "build_id": "tf", "registry": {"path": str(good)}})
     reader.join(60)
     assert str(dr.state) == "success"
     return {"rid": rid, "dir": d, "good": good, "run_id": dr.run_id,
@@ -122,7 +123,7 @@ def test_registry_broken_at_its_last_row_fails_ingest_and_keeps_the_stored_recor
     bad = stored_run["dir"] / "bad.csv"
     bad.write_text(stored_run["good"].read_text(encoding="utf-8") + "Лишнев;1;05.12.2026;лишнее\n", encoding="utf-8")
     before = tts_stats(standins)["requests"]
-    dr = dag.test(run_conf={"registry_id": stored_run["rid"], "build_id": "t3", "registry": {"path": str(bad)}})
+    dr = dag.test(run_conf={"registry_id": stored_run["rid"], "build_id": "tf", "registry": {"path": str(bad)}})
     s = states(dr)
     assert str(dr.state) == "failed"
     assert (s["validate"], s["ingest"], s["declare_queue"]) == ("success", "failed", "upstream_failed")
@@ -161,7 +162,7 @@ def test_build_with_a_template_error_fails_at_parse_build_before_the_queue(
     assert mongo_db.precache_runs.find_one({"_id": stored_run["rid"]})["dag_run_id"] == stored_run["run_id"]
     reader = QueueReader(mongo_db, stored_run["rid"], not_run_id=stored_run["run_id"])
     reader.start()
-    dr = dag.test(run_conf={"registry_id": stored_run["rid"], "build_id": "t3", "registry": {"path": str(stored_run["good"])}})
+    dr = dag.test(run_conf={"registry_id": stored_run["rid"], "build_id": "tf", "registry": {"path": str(stored_run["good"])}})
     reader.join(60)
     assert str(dr.state) == "success"
     assert {d["precache"]["status"] for d in mongo_db.registry_records.find({"registry_id": stored_run["rid"]})} == {"cached"}

@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import REPO, QueueReader, _wait_port, queue_exists, tts_stats
+from tests.integration.conftest import BUILD_3, REPO, QueueReader, _wait_port, queue_exists, tts_stats
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +37,17 @@ RMQ_PORT = int(os.environ.get("PRECACHE_IT_FAULTS_RMQ_PORT", "5673"))
 MONGO_PORT = int(os.environ.get("PRECACHE_IT_FAULTS_MONGO_PORT", "27018"))
 TTS_PORT = int(os.environ.get("PRECACHE_IT_FAULTS_TTS_PORT", str(int(os.environ.get("PRECACHE_IT_TTS_PORT", "18082")) + 1)))
 RMQ_USER, RMQ_PASSWORD = "precache", "Rmq-S3cr3t-9f2c"
+# BUILD_3 with phrases of its own: the phrase ledger is shared by the session, and these
+# runs must not cache a phrase that test_pipeline counts as sent by its first run.
+PREFIX = "Проверка связи. "
+BUILD_F = {**BUILD_3, "build_id": "tf",
+           "messages": [{**m, "template": PREFIX + m["template"]} for m in BUILD_3["messages"]]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_f(builds_dir: Path) -> str:
+    (builds_dir / "tf.json").write_text(json.dumps(BUILD_F, ensure_ascii=False), encoding="utf-8")
+    return "tf"
 
 
 def _port_open(port: int) -> bool:
@@ -63,9 +76,11 @@ def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("rabbitmq-server") is None:
         pytest.skip("rabbitmq-server is not installed")
     started = False
+    base = Path()
     if not _port_open(RMQ_PORT):
-        base = tmp_path_factory.mktemp("rmq")
-        base.chmod(0o777)  # the Debian wrapper runs the node as user rabbitmq
+        # Not under pytest's 0700 tmp root: the Debian wrapper runs the node as user rabbitmq.
+        base = Path(tempfile.mkdtemp(prefix="precache-it-rmq-"))
+        base.chmod(0o777)
         (base / "enabled_plugins").write_text("[].\n")  # no management plugin: no 15672 clash
         env = {**os.environ, "RABBITMQ_NODENAME": RMQ_NODE, "RABBITMQ_NODE_PORT": str(RMQ_PORT),
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_DIST_PORT": str(RMQ_PORT + 20000),
@@ -74,7 +89,15 @@ def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                "RABBITMQ_PID_FILE": str(base / "node.pid")}
         subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60, cwd="/tmp")
         started = True
-    rabbitmqctl("await_startup", "--timeout", "90", timeout=120)
+    deadline = time.monotonic() + 120
+    while True:  # await_startup errors out at once while the node is not yet registered
+        try:
+            rabbitmqctl("await_startup", "--timeout", "60", timeout=90)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     try:
         rabbitmqctl("add_user", RMQ_USER, RMQ_PASSWORD)
     except RuntimeError as exc:
@@ -85,6 +108,12 @@ def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"amqp://{RMQ_USER}:{RMQ_PASSWORD}@127.0.0.1:{RMQ_PORT}/%2F"
     if started:
         subprocess.run(["rabbitmqctl", "-n", RMQ_NODE, "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# Process-wide: pytest imports this file as ``test_faults`` and test_security_runs imports it
+# as ``tests.integration.test_faults``; both copies' fixtures must share the one private server.
+_SHARED: dict[str, Any] = sys.modules.setdefault("_precache_it_private", types.ModuleType("_precache_it_private")).__dict__
 
 
 class PrivateProcess:
@@ -115,12 +144,17 @@ def private_mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateP
     binary = Path(os.environ.get("PRECACHE_HOME", REPO / ".run")) / "bin" / "ferretdb"
     if not binary.exists():
         pytest.skip(f"no FerretDB binary at {binary}")
+    if "mongo" in _SHARED:  # a module importing this fixture gets its own copy: one process still
+        yield _SHARED["mongo"]
+        return
     d = tmp_path_factory.mktemp("ferretdb")
     p = PrivateProcess([str(binary), "--handler=sqlite", f"--sqlite-url=file:{d}/", f"--listen-addr=127.0.0.1:{MONGO_PORT}",
                         f"--state-dir={d}", "--debug-addr=-", "--telemetry=disable", "--log-level=warn"], MONGO_PORT, d / "log")
     p.start()
+    _SHARED["mongo"] = p
     yield p
     p.kill()
+    del _SHARED["mongo"]
 
 
 def start_tts(tmp: Path, port: int = TTS_PORT, latency_ms: int = 20, token: str | None = None) -> PrivateProcess:
@@ -260,7 +294,7 @@ def test_transient_tts_faults_are_retried_and_every_record_is_cached(
     before = tts_stats(standins)
     reader = QueueReader(mongo_db, "it-transient")
     reader.start()
-    dr = dag.test(run_conf={"registry_id": "it-transient", "build_id": "t3", "registry": {"records": recs}})
+    dr = dag.test(run_conf={"registry_id": "it-transient", "build_id": "tf", "registry": {"records": recs}})
     reader.join(60)
     assert str(dr.state) == "success", states(dr)
     assert all(ti.try_number == 1 for ti in dr.get_task_instances())  # retried inside the hook, no task retry
@@ -269,9 +303,9 @@ def test_transient_tts_faults_are_retried_and_every_record_is_cached(
     after = tts_stats(standins)
     assert after["faulted"] - before["faulted"] == 1 + 2 + 1 + 1 + 2
     sent = {after["texts"][k]: n - before["per_key"].get(k, 0) for k, n in after["per_key"].items() if n != before["per_key"].get(k, 0)}
-    greeting = {t: n for t, n in sent.items() if t.startswith("Здравствуйте")}
+    greeting = {t: n for t, n in sent.items() if t.startswith(PREFIX + "Здравствуйте")}
     # per_key counts requests that got past the faults: each phrase was synthesized once
-    assert greeting == {f"Здравствуйте, {tag} {i}!": 1 for i in range(1, 7)}
+    assert greeting == {f"{PREFIX}Здравствуйте, {tag} {i}!": 1 for i in range(1, 7)}
 
 
 def test_permanent_tts_failures_fail_only_their_records_and_the_run_is_partial(
@@ -286,7 +320,7 @@ def test_permanent_tts_failures_fail_only_their_records_and_the_run_is_partial(
     reader = QueueReader(mongo_db, "it-permanent")
     reader.start()
     try:
-        dr = dag.test(run_conf={"registry_id": "it-permanent", "build_id": "t3", "registry": {"records": recs}})
+        dr = dag.test(run_conf={"registry_id": "it-permanent", "build_id": "tf", "registry": {"records": recs}})
     finally:
         requests.delete(standins["tts"] + "/_admin/faults", timeout=5)
     reader.join(60)
@@ -329,7 +363,7 @@ def test_tts_down_mid_run_is_waited_out(
     t.start()
     reader = QueueReader(mongo_db, "it-tts-down")
     reader.start()
-    dr = dag.test(run_conf={"registry_id": "it-tts-down", "build_id": "t3", "registry": {"records": records(tag, 120)}})
+    dr = dag.test(run_conf={"registry_id": "it-tts-down", "build_id": "tf", "registry": {"records": records(tag, 120)}})
     t.join(30)
     reader.join(60)
     assert str(dr.state) == "success", states(dr)
@@ -365,7 +399,7 @@ def test_rabbitmq_restarted_mid_run_completion_delivered_and_no_task_fails(
     t.start()
     reader = Reader(private_rabbit, mongo_db, rid)
     reader.start()
-    dr = dag.test(run_conf={"registry_id": rid, "build_id": "t3", "registry": {"records": records(tag, 300)}})
+    dr = dag.test(run_conf={"registry_id": rid, "build_id": "tf", "registry": {"records": records(tag, 300)}})
     t.join(60)
     reader.join(90)
     assert restarted.is_set()
@@ -403,7 +437,7 @@ def test_cache_task_dying_mid_batch_is_retried_without_duplicates(
     before = tts_stats(standins)
     reader = QueueReader(mongo_db, "it-task-retry")
     reader.start()
-    dr = dag.test(run_conf={"registry_id": "it-task-retry", "build_id": "t3", "registry": {"records": records(tag, 60)}})
+    dr = dag.test(run_conf={"registry_id": "it-task-retry", "build_id": "tf", "registry": {"records": records(tag, 60)}})
     reader.join(60)
     assert str(dr.state) == "success", states(dr)
     first = next(ti for ti in dr.get_task_instances() if ti.task_id == "cache" and ti.map_index == 0)
@@ -418,10 +452,10 @@ def test_cache_task_dying_mid_batch_is_retried_without_duplicates(
     new = {k: n - before["per_key"].get(k, 0) for k, n in after["per_key"].items() if n != before["per_key"].get(k, 0)}
     assert set(new.values()) == {1}  # no phrase sent twice, across the two tries
     sent = {after["texts"][k] for k in new}
-    greetings = {f"Здравствуйте, {tag} {i}!" for i in range(1, 61)}
-    debts = {f"Ваша задолженность {100 + i} рублей, оплатите до 05.12.2026." for i in range(1, 61)}
+    greetings = {f"{PREFIX}Здравствуйте, {tag} {i}!" for i in range(1, 61)}
+    debts = {f"{PREFIX}Ваша задолженность {100 + i} рублей, оплатите до 05.12.2026." for i in range(1, 61)}
     # every greeting is new; debt and hold phrases cached by an earlier test are not sent again
-    assert greetings <= sent <= greetings | debts | {"Пожалуйста, оставайтесь на линии."}
+    assert greetings <= sent <= greetings | debts | {PREFIX + "Пожалуйста, оставайтесь на линии."}
 
 
 # --- MongoDB briefly unreachable ---------------------------------------------------------------
@@ -447,7 +481,7 @@ def test_mongodb_briefly_unreachable_then_the_task_retry_finishes_the_run(
 
     monkeypatch.setattr(pipeline, "cache_batch", mongo_goes_away)
     rid = "it-mongo-blip"
-    dr = dag.test(run_conf={"registry_id": rid, "build_id": "t3", "registry": {"records": records(f"Монгов {db}", 30)}})
+    dr = dag.test(run_conf={"registry_id": rid, "build_id": "tf", "registry": {"records": records(f"Монгов {db}", 30)}})
     assert str(dr.state) == "success", states(dr)
     cache = next(ti for ti in dr.get_task_instances() if ti.task_id == "cache")
     assert cache.try_number == 2  # bounded: the first try failed on the outage, the retry finished
@@ -539,3 +573,19 @@ def test_drained_queue_is_deleted_at_once(standins: dict[str, str]) -> None:
         rabbit.declare_queue(queue, 60)
     DeleteProgressQueueOperator(task_id="cleanup", progress_queue=queue, drain_timeout_s=600).execute({})
     assert not queue_exists(queue)
+
+
+def test_rabbitmq_login_refused_fails_at_once_naming_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrong credentials are not a blip: no 120 s reconnect loop per task try."""
+    from precache.hooks.rabbitmq import RabbitMQHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_RABBITMQ_DEFAULT", "amqp://guest:not-the-password@127.0.0.1:5672/%2F")
+    started = time.monotonic()
+    with pytest.raises(ValueError) as info, RabbitMQHook() as rabbit:
+        rabbit.declare_queue("project.tts.precache.it-login", 60)
+    assert time.monotonic() - started < 5
+    assert str(info.value) == (
+        "RabbitMQ refused the login of connection 'rabbitmq_default' to declare project.tts.precache.it-login: "
+        "ProbableAuthenticationError; check its user, password and vhost"
+    )
+    assert "not-the-password" not in str(info.value)

@@ -50,6 +50,26 @@ print("RUN-STATE", dr.state, dr.run_id)
 """
 
 
+def run_rows(run_id: str) -> str:
+    """Every row of the Airflow DB that belongs to the run (dag_run, its conf, task instances, XCom...)."""
+    import sqlite3
+
+    path = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    if not path.exists():
+        pytest.skip("the Airflow DB is not the default SQLite file")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        out = []
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            cols = [c[1] for c in con.execute(f"PRAGMA table_info('{table}')")]
+            if "run_id" in cols:
+                for row in con.execute(f"SELECT * FROM '{table}' WHERE run_id = ?", (run_id,)):
+                    out.append(f"{table}: " + " | ".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in row))
+        return "\n".join(out)
+    finally:
+        con.close()
+
+
 @pytest.fixture
 def secret_portal(tmp_path: Path) -> Any:
     builds = tmp_path / "builds"
@@ -103,8 +123,9 @@ def test_no_secret_in_logs_xcom_messages_mongo_or_report(
         assert "TTS proxy refused the phrase (HTTP 422)" in mongo_text and "'sum' is undefined" in mongo_text
         messages = json.dumps(reader.messages, ensure_ascii=False)
         assert reader.completions and reader.completions[0]["status"] == "partial"
-        airflow_db = (Path(os.environ["AIRFLOW_HOME"]) / "airflow.db").read_bytes()
-        assert rid.encode() in airflow_db  # the run, its conf and XCom are in there
+        run_id = logs.split("RUN-STATE success ", 1)[1].split()[0]
+        airflow_db = run_rows(run_id).encode()
+        assert rid.encode() in airflow_db and b"xcom" in airflow_db  # the run, its conf and XCom are in there
         report = "".join(p.read_text(encoding="utf-8-sig") for p in reports.rglob("*.csv"))
         assert "HTTP 422" in report
         for what, secret in SECRETS.items():
