@@ -8,11 +8,19 @@ from pathlib import Path
 
 
 def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
 
 
 def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    raw = os.environ.get(name)
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,13 @@ def test_request_key_is_stable():
 def test_request_key_differs_per_field(field, other):
     assert TtsRequest(**{**BODY, field: other}).key() != TtsRequest(**BODY).key()
 
+
+
+@pytest.mark.parametrize(("name", "value", "kind"), [("PRECACHE_BATCH_SIZE", "100 rows", "an integer"),
+                                                     ("PRECACHE_TTS_TIMEOUT", "", "a number")])
+def test_a_setting_that_is_not_a_number_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str, kind: str) -> None:
+    from precache.config import Settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"^environment variable {name} must be {kind}, got {value!r}$"):
+        Settings.from_env()
