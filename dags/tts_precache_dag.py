@@ -23,8 +23,8 @@ DOC = """
 Puts every phrase a voice-bot build will say to the people of one **registry** into the
 TTS proxy's cache before the calls start (CONTRACTS, the seed diagram steps 1–14).
 
-1. `validate` checks the conf · 2. `ingest` streams the registry into MongoDB
-3. `lookup_build` / `parse_build` read the bot build from the portal
+1. `validate` checks the conf · 2. `lookup_build` / `parse_build` read the bot build from the portal
+3. `ingest` streams the registry into MongoDB (only once the build is known to be good)
 4. `declare_queue` makes the RabbitMQ progress queue · 5. `plan` cuts rows into batches
 6. `cache` (mapped) renders and sends each distinct phrase once, progress every 100 rows
 7. `complete` writes `precache_runs` and the completion message · 8. `cleanup` deletes the queue
@@ -165,8 +165,10 @@ def tts_precache() -> None:
             return pipeline.cache_batch(desc, build, bounds, context["run_id"], queue["queue"], store, rabbit, tts, SETTINGS)
 
     desc = validate()
-    ingested = ingest(desc)
     build = parse_build(lookup_build(desc), desc)
+    ingested = ingest(desc)
+    # A bad build fails before the stored records of an earlier run are touched.
+    build >> ingested
     queue = declare_queue(desc, build, ingested)
     batches = plan(ingested, queue)
     cached = cache.partial(desc=desc, build=build, queue=queue).expand(bounds=batches)

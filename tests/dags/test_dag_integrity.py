@@ -39,7 +39,7 @@ def test_tts_precache_structure(dagbag: DagBag) -> None:
     assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None
     assert set(dag.params) == {"registry_id", "build_id", "registry", "collection", "force", "build"}
     assert dag.get_task("cache").pool == "default_pool"  # PRECACHE_TTS_POOL unset here
-    order = ["validate", "ingest", "declare_queue", "plan", "cache", "complete", "cleanup"]
+    order = ["validate", "lookup_build", "parse_build", "ingest", "declare_queue", "plan", "cache", "complete", "cleanup"]
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).get_flat_relative_ids(upstream=False), (up, down)
     assert dag.get_task("lookup_build").downstream_task_ids == {"parse_build"}
