@@ -152,13 +152,12 @@ def test_build_with_a_template_error_fails_at_parse_build_before_the_queue(
     dr = dag.test(run_conf={"registry_id": stored_run["rid"], "build_id": "t-broken", "registry": {"path": str(stored_run["good"])}})
     s = states(dr)
     assert str(dr.state) == "failed"
-    assert (s["lookup_build"], s["parse_build"], s["declare_queue"]) == ("success", "failed", "upstream_failed")
+    assert (s["lookup_build"], s["parse_build"], s["ingest"], s["declare_queue"]) == ("success", "failed", "upstream_failed", "upstream_failed")
     assert tts_stats(standins)["requests"] == before
-    # ingest ran beside the build lookup: the records' data is all there (their precache state
-    # is back to pending); the summary of the last good run is untouched, and the rerun with a
-    # good build restores every status without sending a phrase.
+    # ingest waits for the build: every stored record, with its cached status, is untouched;
+    # the summary of the last good run too, and the rerun with a good build sends no phrase.
     docs = {x["row"]: x for x in mongo_db.registry_records.find({"registry_id": stored_run["rid"]})}
-    assert {r: d["obj"] for r, d in docs.items()} == {r: d["obj"] for r, d in stored_run["docs"].items()}
+    assert docs == stored_run["docs"]
     assert mongo_db.precache_runs.find_one({"_id": stored_run["rid"]})["dag_run_id"] == stored_run["run_id"]
     reader = QueueReader(mongo_db, stored_run["rid"], not_run_id=stored_run["run_id"])
     reader.start()
