@@ -29,6 +29,8 @@ FAILURES = "precache_failures"
 INBOX = "precache_inbox"
 # Records being rewritten (delete + insert, see ``PrecacheStore.rewrites``): restored if a task dies in between.
 JOURNAL = "precache_rewrite_journal"
+# Phrases whose ledger entry a settle is rewriting (delete + insert): a claim that lands in between waits.
+SETTLING = "precache_phrases_settling"
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
@@ -364,6 +366,10 @@ class PrecacheStore:
             dup_idx = {e["index"] for e in errors}
         mine = {k for i, k in enumerate(keys) if i not in dup_idx}
         vanished = mine & set(seen_held)
+        if mine and self.rewrites:
+            # Inserted while a settle had the entry deleted: that settle writes the outcome over
+            # our claim, so wait for it instead of sending the phrase again.
+            vanished |= {d["_id"] for d in self.db[SETTLING].find({"_id": {"$in": list(mine)}, "until": {"$gt": t}}, {"_id": 1})}
         mine -= vanished
         held |= vanished
         if not dup_idx:
@@ -400,16 +406,24 @@ class PrecacheStore:
             return {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": t}
 
         if self.rewrites and len(results) > 1:
-            ledger.delete_many({"_id": {"$in": list(results)}})
+            # Markers first: a claim inserted while the entries are gone finds its marker and waits.
+            # A marker stays (until it expires) where such a claim was met, for that claimer to see.
+            keys = list(results)
+            settling = self.db[SETTLING]
+            settling.delete_many({"until": {"$lt": time.time()}})
+            settling.delete_many({"_id": {"$in": keys}})
+            settling.insert_many([{"_id": k, "until": time.time() + 600.0} for k in keys], ordered=False)
+            ledger.delete_many({"_id": {"$in": keys}})
+            met: set[str] = set()
             try:
                 ledger.insert_many([{"_id": k, **outcome(k, e)} for k, e in results.items()], ordered=False)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
-                keys = list(results)
-                bulk(ledger, [UpdateOne({"_id": keys[e["index"]]}, {"$set": outcome(keys[e["index"]], results[keys[e["index"]]])})
-                              for e in errors])
+                met = {keys[e["index"]] for e in errors}
+                bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, results[k])}) for k in sorted(met)])
+            settling.delete_many({"_id": {"$in": [k for k in keys if k not in met]}})
             return
         cached = [k for k, e in results.items() if not e]
         if len(cached) > 1:
