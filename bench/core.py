@@ -181,21 +181,37 @@ def _warm(db: str, plugins_dir: str | None) -> int:
     return os.getpid()
 
 
+_POOLS: dict[tuple[int, str | None], ProcessPoolExecutor] = {}
+
+
+def worker_pool(parallel: int, plugins_dir: Path | None = None) -> ProcessPoolExecutor:
+    """``parallel`` warm worker processes (started once, reused by every cache run of that code)."""
+    import multiprocessing as mp
+
+    key = (parallel, str(plugins_dir) if plugins_dir else None)
+    if key not in _POOLS:
+        ex = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=_warm, initargs=("", key[1]))
+        list(ex.map(_pid, range(parallel)))  # every worker started and imported before any clock starts
+        _POOLS[key] = ex
+    return _POOLS[key]
+
+
+def close_pools(plugins_dir: Path | None = None) -> None:
+    for key in [k for k in _POOLS if plugins_dir is None or k[1] == str(plugins_dir)]:
+        _POOLS.pop(key).shutdown()
+
+
 def run_cache_phase(run: dict[str, Any], parallel: int = 4, in_flight_per_task: int = 8,
                     plugins_dir: Path | None = None) -> dict[str, Any]:
     """All batches through ``parallel`` worker processes (LocalExecutor's parallel slots).
 
     ``plugins_dir``: run another version of ``precache`` (e.g. the code before a fix)."""
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=_warm,
-                             initargs=(run["db"], str(plugins_dir) if plugins_dir else None)) as ex:
-        list(ex.map(_pid, range(parallel)))
-        t0 = time.perf_counter()
-        futs = [ex.submit(_cache_task, run["db"], run["desc"], run["build"], b, run["run_id"], run["queue"],
-                          in_flight_per_task) for b in run["batches"]]
-        res = [f.result() for f in futs]
-        wall = time.perf_counter() - t0
+    ex = worker_pool(parallel, plugins_dir)
+    t0 = time.perf_counter()
+    futs = [ex.submit(_cache_task, run["db"], run["desc"], run["build"], b, run["run_id"], run["queue"],
+                      in_flight_per_task) for b in run["batches"]]
+    res = [f.result() for f in futs]
+    wall = time.perf_counter() - t0
     totals = {k: sum(c[k] for c, _ in res) for k in ("processed", "cached", "failed")}
     return {"wall_s": wall, "cpu_s": sum(cpu for _, cpu in res), **totals}
 
@@ -311,3 +327,115 @@ def bare_insert(db: str, registry_id: str, path: Path) -> dict[str, Any]:
 
 def rusage_children_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# --- the server's statement costs (why the fix is what it is) ---------------------------------------
+
+
+def probe_statements(db: str, n: int = 20_000, k: int = 100) -> dict[str, float]:
+    """Milliseconds per statement shape on a collection of ``n`` small documents, ``k`` of them touched."""
+    import pymongo
+    from pymongo import UpdateOne
+
+    out: dict[str, float] = {}
+    with pymongo.MongoClient(MONGO_BASE) as c:
+        t = c[db]["probe"]
+        t.drop()
+        t.insert_many([{"_id": f"k{i:06d}", "registry_id": "r", "row": i, "status": "pending"} for i in range(n)])
+        ks = [f"k{i:06d}" for i in range(n - k, n)]  # the last ones: a scan cannot stop early
+
+        def tm(label: str, f: Any) -> None:
+            t0 = time.perf_counter()
+            f()
+            out[label] = 1000 * (time.perf_counter() - t0)
+
+        tm(f"find_one by _id (x1)", lambda: t.find_one({"_id": ks[-1]}))
+        tm(f"find {{_id: {{$in: {k} ids}}}}", lambda: list(t.find({"_id": {"$in": ks}})))
+        tm(f"{k} x UpdateOne by _id (bulk_write, 32 per command)", lambda: [
+            t.bulk_write([UpdateOne({"_id": x}, {"$set": {"status": "cached"}}) for x in ks[i:i + 32]], ordered=False)
+            for i in range(0, k, 32)])
+        tm(f"update_many {{_id: {{$in: {k} ids}}}}", lambda: t.update_many({"_id": {"$in": ks}}, {"$set": {"status": "x"}}))
+        tm(f"delete_many {{_id: {{$in: {k} ids}}}} + insert_many {k}", lambda: (
+            t.delete_many({"_id": {"$in": ks}}),
+            t.insert_many([{"_id": x, "registry_id": "r", "row": 0, "status": "cached"} for x in ks])))
+        t.drop()
+    return out
+
+
+# --- the pipeline with MongoDB taken away: what our code and the proxy alone allow -------------------
+
+
+class MemoryStore:
+    """Just enough of ``PrecacheStore`` for ``cache_batch``, in memory (one process)."""
+
+    rewrites = False
+
+    def __init__(self, docs: list[dict[str, Any]], total: int) -> None:
+        self.rows = {d["row"]: d for d in docs}
+        self.ledger: dict[str, dict[str, Any]] = {}
+        self.run = {"processed": 0, "cached": 0, "failed": 0, "total": total, "batches": {}}
+
+    def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        return [self.rows[r] for r in range(start, end + 1) if r in self.rows]
+
+    def claim_phrases(self, keys, run_id, force, lease_s, seen_held=()):  # type: ignore[no-untyped-def]
+        mine = {k for k in keys if k not in self.ledger}
+        self.ledger.update({k: {"status": "pending"} for k in mine})
+        return mine, {k: None for k in keys if k not in mine}, set()
+
+    def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
+        self.ledger.update({k: {"status": "failed" if e else "cached", "error": e} for k, e in results.items()})
+
+    def set_record_results(self, collection, results, docs=None):  # type: ignore[no-untyped-def]
+        for rid, p in results:
+            self.rows[int(rid.rsplit(":", 1)[1])]["precache"] = p
+
+    def mark_run_phrases(self, run_id: str, keys: Any) -> None:
+        pass
+
+    def acquire_lock(self, registry_id: str, run_id: str) -> str:
+        return "t"
+
+    def release_lock(self, registry_id: str, token: str) -> None:
+        pass
+
+    def set_batch_counts(self, registry_id, run_id, batch, counts):  # type: ignore[no-untyped-def]
+        old = self.run["batches"].get(batch, {})
+        for k in ("processed", "cached", "failed"):
+            self.run[k] += counts[k] - old.get(k, 0)
+        self.run["batches"][batch] = counts
+        return self.run
+
+    def update_run(self, registry_id: str, run_id: str, fields: dict[str, Any]) -> None:
+        self.run.update(fields)
+
+
+class NullRabbit:
+    published = 0
+
+    def publish_json(self, queue: str, body: dict[str, Any]) -> None:
+        self.published += 1
+
+
+def memory_cache_phase(n: int, in_flight: int = 32) -> dict[str, Any]:
+    """``cache_batch`` over ``n`` generated records with the in-memory store, one task at ``in_flight``."""
+    from precache import pipeline
+    from precache.config import Settings
+    from precache.hooks.tts import TtsProxyHook
+    from standins.samples import rows
+
+    build = bench_build()
+    docs = [{"_id": f"m:{i}", "registry_id": "m", "row": i, "obj": o, "precache": {"status": "pending"}}
+            for i, o in enumerate(rows(n), 1)]
+    store, rabbit = MemoryStore(docs, n), NullRabbit()
+    s = Settings()
+    tts = TtsProxyHook(max_in_flight=in_flight)
+    desc = {"registry_id": "m", "collection": "c", "force": False}
+    build_raw = pipeline.parse_build(build, build["build_id"])
+    t0, c0 = time.perf_counter(), time.process_time()
+    for b in pipeline.plan_batches(n, s.batch_size, s.max_batches):
+        pipeline.cache_batch(desc, build_raw, b, "mem", "q", store, rabbit, tts, s)  # type: ignore[arg-type]
+    wall = time.perf_counter() - t0
+    distinct = len(store.ledger)
+    return {"records": n, "distinct": distinct, "wall_s": wall, "cpu_s": time.process_time() - c0,
+            "rate": distinct / wall, "in_flight": in_flight, "progress_messages": rabbit.published}

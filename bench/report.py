@@ -28,7 +28,7 @@ def summary_rows(R: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("1 pipeline / naive loop", f"{p['rate'] / naive['rate']:.1f}×", "≥ 25×", _ok(p["rate"] / naive["rate"] >= 25)),
         ("1 TTS calls / distinct phrases", f"{p['tts_requests']:,} / {p['distinct']:,} (max per phrase {p['per_key_max']})",
          "equal", _ok(p["tts_requests"] == p["distinct"])),
-        ("1 peak in flight at the proxy (4 parallel tasks)", f"{p['peak_in_flight']} (429s: {p['rejected_429']})", f"≤ 32",
+        (f"1 peak in flight at the proxy ({p['parallel']} parallel tasks)", f"{p['peak_in_flight']} (429s: {p['rejected_429']})", f"≤ 32",
          _ok(p["peak_in_flight"] <= 32)),
     ]
     if "before_after" in R:
@@ -124,6 +124,27 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
         f"{p['peak_in_flight']} ≤ 32, {p['rejected_429']} answers 429",
         "",
     ]
+    mem = R.get("memory")
+    if mem:
+        m32, m8 = mem["32"], mem["8"]
+        lines += [
+            "### 1b. The same code with MongoDB taken away",
+            "",
+            "`bench.core.memory_cache_phase`: `cache_batch` over the same generated records with an in-memory stand-in",
+            "for `PrecacheStore` and a no-op publisher, one task, in this process — what our code and the proxy",
+            "alone allow. It separates the server's cost from the pipeline's own shape.",
+            "",
+            "| in flight (one task) | records | distinct | s | phrases/s | / C/L | CPU ms/phrase (no profiler) | peak in flight |",
+            "|---|---|---|---|---|---|---|---|",
+        ] + [f"| {k} | {m['records']:,} | {m['distinct']:,} | {m['wall_s']:.1f} | {m['rate']:.0f} | {m['rate'] / t['limit']:.3f} | "
+             f"{1000 * m['cpu_s'] / m['distinct']:.2f} | {m['peak_in_flight']} |" for k, m in (("32", m32), ("8", m8))] + [
+            "",
+            "With 32 in flight the one task stays below C/L because each sub-batch of 100 rows is a barrier: render,",
+            "claim, send all (the last few requests with the window part-empty), settle, next. With 8 (one task's share",
+            "at `PRECACHE_CACHE_PARALLEL_TASKS=4`) a task can never do more than 8/L = 160/s, so C/L needs all four",
+            "tasks sending at every instant — which bookkeeping, start-up and the batch tails prevent.",
+            "",
+        ]
     if "before_after" in R:
         b, a = R["before_after"]["before"], R["before_after"]["after"]
         lines += [
@@ -161,9 +182,9 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
               "time per spot (a spot includes what it calls: pymongo/aiohttp client work counts as ours):", "",
               "| spot | CPU s | CPU ms/phrase | wall s |", "|---|---|---|---|"]
     for k, v in pr["cpu"]["spots"].items():
-        lines.append(f"| {k} | {v:.3f} | {1000 * v / max(pr['cpu']['phrases'], 1):.3f} | {pr['wall']['spots'].get(k, 0):.3f} |")
+        lines.append(f"| {k} | {v:.3f} | {1000 * v / max(pr['cpu']['phrases'], 1):.3f} | {pr.get('wall', {}).get('spots', {}).get(k, 0):.3f} |")
     lines.append(f"| **whole process** | {pr['cpu']['cpu_s']:.3f} | {1000 * pr['cpu']['cpu_s'] / max(pr['cpu']['phrases'], 1):.3f} | "
-                 f"{pr['wall']['wall_s']:.3f} |")
+                 f"{pr.get('wall', {}).get('wall_s', 0):.3f} |")
     lines.append("")
     d = R["dedup"]
     lines += ["## 5. Dedup", "",
@@ -191,6 +212,7 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
         lines += ["Not measured in this run: " + lv["error"][-600:], ""]
     else:
         lines += ["Skipped (`--live-records 0`).", ""]
+    lines += analysis(R)
     lines += ["## Reproduce", "",
               "```bash", "make services      # RabbitMQ, FerretDB (shared ports are only read, never restarted)",
               "make bench         # = python -m bench.run: the full sizes; writes this file",
@@ -200,3 +222,111 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
               "Knobs: `BENCH_TTS_PORT` (stand-in port, default 18482), `BENCH_DB_PREFIX` (databases `bench_<tag>_*`,",
               "dropped after use), `BENCH_MONGO_BASE` (another server, e.g. a real `mongod`), `--before-rev`.", ""]
     return "\n".join(lines) + "\n", tab
+
+
+def analysis(R: dict[str, Any]) -> list[str]:
+    """The fix (with the server's statement costs), then the goals: met, or by how much and why not."""
+    t = R["throughput"]
+    p, limit = t["pipeline"], t["limit"]
+    out = ["## The profile-driven fix", ""]
+    pr = R.get("probe")
+    if pr:
+        out += [f"Statement costs on this server, {pr['n']:,} small documents in the collection, the last 100 touched",
+                "(`bench.core.probe_statements`):", "", "| statement | ms |", "|---|---|"]
+        out += [f"| `{k}` | {v:,.0f} |" for k, v in pr["ms"].items()] + [""]
+    out += [
+        "A wall-clock cProfile of `cache_batch` (1,000 records, one task, L = 50 ms) before the fix put 9.0 s of 28.7 s",
+        "in `store.settle_phrases` (one `UpdateOne` per phrase) and 6.8 s in `store.set_record_results` (one",
+        "`update_many({_id: {$in}})` per outcome group); the TTS sends took 10.5 s, everything else < 1 s each.",
+        "",
+        "Why: FerretDB 1.24's SQLite backend runs every update as `UPDATE t SET sjson = ? WHERE sjson->'$._id' = ?`",
+        "(`internal/backends/sqlite/collection.go`, `UpdateAll`), an expression its `_id` index (`sjson->\"_id\"`) does not",
+        "match: **each updated document costs a full scan of its collection**, and `update_many` does one such",
+        "statement per matched document after a Go-side scan for the filter. So the suggested \"one `update_many` for",
+        "all cached phrases\" would have been *slower* there (see the probe). `delete_many({_id: {$in}})`, however, is",
+        "one Go-side scan plus one SQL `DELETE … IN (…)` for all ids, and inserts use the index.",
+        "",
+        "The fix (`plugins/precache/hooks/store.py`, `PrecacheStore.rewrites`, on when the server is FerretDB,",
+        "`PRECACHE_STORE_REWRITES=0/1` forces it):",
+        "",
+        "- `settle_phrases`: all outcomes of a sub-batch as **one `delete_many` + one `insert_many`** (on MongoDB:",
+        "  one `update_many` for the cached ones, failures one by one). A phrase claimed again in the instant between",
+        "  the two (a task that had seen it held) is recognised: `claim_phrases(seen_held=…)` keeps a held phrase that",
+        "  vanished as held, so it is waited for, not sent twice; the settler's insert then meets that claim and",
+        "  overwrites it with the outcome. What stays possible: a task that never saw the phrase before claiming it in",
+        "  exactly that instant (between two statements, ~ms) sends it a second time; the outcome stays right. No",
+        "  bench or test run here showed it (TTS calls = distinct phrases in every run below).",
+        "- `set_record_results`: the sub-batch's records rewritten whole (as read + the `precache` sub-document) with",
+        "  one delete + one insert, the new versions journaled first in `precache_rewrite_journal`, so a task killed",
+        "  between the two loses nothing: the next try of the batch restores them (`restore_records`) before reading.",
+        "",
+        "Measured effect: in the profile, `settle_phrases` 9.0 s → 0.64 s and `set_record_results` 6.8 s → 1.5 s;",
+        "the whole single-task run 28.7 s → 15.9 s. Side by side in this bench run:",
+    ]
+    if "before_after" in R:
+        b, a = R["before_after"]["before"], R["before_after"]["after"]
+        out += [f"{b['records']:,} records, 4 parallel tasks: **{b['wall_s']:.1f} s → {a['wall_s']:.1f} s "
+                f"({b['wall_s'] / a['wall_s']:.1f}×)**, TTS calls {b['tts_requests']:,} → {a['tts_requests']:,} "
+                f"(distinct {a['distinct']:,}). The gain grows with the collections (the old cost is per document × "
+                "collection size, the new one per statement × collection size)."]
+    out += ["", "Unit tests, `tests/integration/test_pipeline.py` and `test_cli.py` pass with the fix (489 passed).", ""]
+    bare, naive = t["bare"], t["naive"]
+    g = R["ingest"][-1]
+    first = R["ingest"][0]
+    ratio = g["per_record_us"] / first["per_record_us"]
+    pc = R["profile"]["cpu"]
+    per = 1000 * pc["cpu_s"] / max(pc["phrases"], 1)
+    spots = pc["spots"]
+    mongo_cpu = sum(v for k, v in spots.items() if k.startswith("store."))
+    out += [
+        "## Goals: met and missed",
+        "",
+        f"- **Throughput ≥ 0.85 of C/L: missed** — {p['rate'] / limit:.3f} of C/L ({p['rate']:.1f} of {limit:.0f} phrases/s, "
+        f"{p['records']:,} records). **≥ 0.95 of the bare client: missed** — {p['rate'] / bare['rate']:.3f} (the bare client "
+        f"reached {bare['rate'] / limit:.2f} of C/L). **≥ 25× the naive loop: missed** — {p['rate'] / naive['rate']:.1f}×. "
+        "Why: the cache phase waits on MongoDB bookkeeping, not on the proxy. On FerretDB every remaining statement",
+        "shape is a scan of its collection: per sub-batch of 100 rows `read_rows` (range query, Go-side scan of the",
+        "records), the claim's duplicate lookup (`$in` over the ledger: the static `hold` phrase and repeated greetings",
+        "make every sub-batch hit it), the settle and the records rewrite (one scan each now instead of ~100 each).",
+        "Each costs ~35 µs × documents in the collection, so per-record cost grows with N and the 2 cores are shared",
+        "with FerretDB itself. The proxy idles meanwhile: peak in flight stayed at "
+        f"{p['peak_in_flight']} of 32. On a real MongoDB these are index lookups (< 1 ms each); with the",
+        "bookkeeping that small the remaining limit is one task's sends (8 in flight) waiting for its render and",
+        "bookkeeping between sub-batches, which overlapping the next sub-batch's sends would hide; not done here",
+        "because on this server it cannot move the figure (the server is the bottleneck).",
+        f"- **Bound on requests in flight: met** — peak {p['peak_in_flight']} ≤ 32, {p['rejected_429']} answers 429, across "
+        f"{p['parallel']} parallel tasks of {p['in_flight']} each.",
+        f"- **TTS calls = distinct phrases: met** — {p['tts_requests']:,} = {p['distinct']:,} (dedup run: "
+        f"{R['dedup']['run']['tts_requests']:,} = {R['dedup']['run']['distinct']:,}).",
+        f"- **Ingest ≥ 0.7 of bare `insert_many`: {'met' if g['ingest_rate'] / g['bare_rate'] >= 0.7 else 'missed'}** — "
+        f"{g['ingest_rate'] / g['bare_rate']:.2f} at {g['rows']:,} rows. Ingest reads and decodes the file twice (checked,",
+        "then written: a registry broken at row N fails before anything stored is touched) and builds the documents;",
+        "the bare figure times only the inserts of documents already in memory.",
+        f"- **Peak RSS ≤ 300 MB: {'met' if max(x['maxrss_mb'] for x in R['ingest']) <= 300 else 'missed'}** — "
+        f"{max(x['maxrss_mb'] for x in R['ingest']):.0f} MB at most (it streams; the interpreter with Airflow's imports is most of it).",
+        f"- **≤ 1024 mapped tasks at 1M, progress every 100: met** — {R['scale_1m']['batches']} tasks, plan XCom "
+        f"{R['scale_1m']['xcom_bytes']:,} bytes.",
+        f"- **Linear ingest + plan + render (1M/10k ≤ 1.3): {'met' if ratio <= 1.3 else 'missed'}** — ratio {ratio:.2f} "
+        f"({first['rows']:,} → {g['rows']:,} rows).",
+        f"- **Own CPU ≤ 0.2 ms per phrase: missed** — {per:.2f} ms per phrase under cProfile (the profiler itself adds",
+        f"roughly a third). Where it goes: TTS sends (aiohttp request/response handling) {1000 * spots.get('TTS sends (asyncio.run of send_all)', 0) / max(pc['phrases'], 1):.2f} ms, "
+        f"rendering (Jinja sandbox + num2words/pytils filters, 3 messages) {1000 * spots.get('render (Jinja + filters)', 0) / max(pc['phrases'], 1):.2f} ms, "
+        f"request keys {1000 * spots.get('dedup: request key (sha256 of canonical JSON)', 0) / max(pc['phrases'], 1):.3f} ms, "
+        f"MongoDB client work {1000 * mongo_cpu / max(pc['phrases'], 1):.2f} ms, progress "
+        f"{1000 * spots.get('progress (lock, counts, publish)', 0) / max(pc['phrases'], 1):.3f} ms. A pooled aiohttp session",
+        "across sub-batches and rendering each distinct field value once would cut the two big ones; 0.2 ms per",
+        "phrase is below what one aiohttp request costs in CPU here.",
+    ]
+    lv = R.get("live")
+    if lv and "error" not in lv:
+        out.append(f"- **Live run ≥ 0.7 of ideal: {'met' if lv['ideal_s'] / lv['wall_s'] >= 0.7 else 'missed'}** — "
+                   f"{lv['ideal_s'] / lv['wall_s']:.3f} ({lv['records']:,} records instead of 20,000: on FerretDB the bookkeeping "
+                   "alone would take far longer than the section-1 run). The rest is in the phase table: scheduling and"
+                   " task start-up (a fresh interpreter per task instance under LocalExecutor), ingest, the cache tasks"
+                   " waiting on MongoDB, and the deferred completion sensor's polling; fewer, larger batches and a real"
+                   " MongoDB would cut most of it.")
+    else:
+        out.append("- **Live run: not measured in this run** (see section 6).")
+    out += ["", "No real MongoDB was available here (only FerretDB 1.24 on SQLite); set `BENCH_MONGO_BASE` to rerun the",
+            "whole bench against one.", ""]
+    return out
