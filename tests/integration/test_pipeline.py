@@ -69,7 +69,8 @@ def test_every_distinct_phrase_reaches_tts_exactly_once(first_run: dict[str, Any
     assert "Пожалуйста, оставайтесь на линии." in want  # static message, normalised
     new_keys = {k for k, n in after["per_key"].items() if n != first_run["before"]["per_key"].get(k, 0)}
     assert len(new_keys) == len(want)
-    assert all(after["per_key"][k] == 1 for k in new_keys)
+    # once each by this run (the stand-in may have heard a phrase from another session's tests)
+    assert all(after["per_key"][k] - first_run["before"]["per_key"].get(k, 0) == 1 for k in new_keys)
 
 
 def test_progress_and_completion_messages(first_run: dict[str, Any], mongo_db: Any) -> None:

@@ -26,7 +26,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import DB, MONGO_URI, REPO
+
+# The running Airflow gets a database of its own: its phrase ledger must not turn phrases that the
+# dag.test suites of the same session count on into "already cached" (or the other way round).
+LIVE_DB = f"{DB}_live"
 
 DAG_ID = "tts_precache"
 USERNAME = "admin"
@@ -274,6 +278,7 @@ def airflow_env(home: Path, port: int, password_file: Path) -> dict[str, str]:
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
         # The other DAGs of the folder run here too (all unpaused): an empty inbox of our own, and a
         # request queue of our own, so this Airflow's triggerer never takes messages meant for others.
+        "AIRFLOW_CONN_MONGO_DEFAULT": MONGO_URI.rsplit("/", 1)[0].replace("mongodb:", "mongo:") + "/" + LIVE_DB,
         "PRECACHE_INBOX_DIR": str(home / "inbox"),
         "PRECACHE_REQUEST_QUEUE": f"kv.tts.precaching.v2.live-{secrets.token_hex(4)}",
     })
@@ -294,6 +299,16 @@ def delete_queues(*names: str) -> None:
             ch.queue_delete(name)
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_db() -> Iterator[Any]:
+    """The running Airflow's database (overrides the dag.test suites' one in this folder)."""
+    import pymongo
+
+    client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=5000)
+    yield client[LIVE_DB]
+    client.close()
 
 
 @pytest.fixture(scope="session")
