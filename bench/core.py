@@ -295,9 +295,9 @@ print(json.dumps({{"total": total, "wall_s": wall, "maxrss_mb": resource.getrusa
 """
 
 
-def ingest_subprocess(db: str, registry_id: str, path: Path) -> dict[str, Any]:
+def ingest_subprocess(db: str, registry_id: str, path: Path, plugins_dir: Path | None = None) -> dict[str, Any]:
     """``pipeline.ingest`` in a fresh interpreter; peak RSS is that process's ``ru_maxrss``."""
-    code = _INGEST_CHILD.format(paths=[str(REPO / "plugins"), str(REPO)], db=db, rid=registry_id, path=str(path))
+    code = _INGEST_CHILD.format(paths=[str(plugins_dir or REPO / "plugins"), str(REPO)], db=db, rid=registry_id, path=str(path))
     env = {**os.environ, "PRECACHE_REGISTRY_ROOTS": str(path.parent)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:

@@ -112,6 +112,42 @@ def memory_section(tts: core.TtsStandin, n: int) -> dict[str, Any]:
     return out
 
 
+def ingest_section(sizes: list[int], work: Path) -> list[dict[str, Any]]:
+    """Sections 2-3: ingest vs bare insert_many, peak RSS, plan, render, per-record cost."""
+    from precache.config import Settings
+    from precache.models import Build
+    from precache.planning import plan_batches
+    from precache.rendering import Renderer
+    from standins.samples import rows as gen
+
+    ing = []
+    renderer = Renderer(Build.model_validate(core.bench_build()))
+    for n in sizes:
+        path = core.write_csv(work / f"ingest{n}.csv", n)
+        db1, db2 = core.new_db(f"ing{n}"), core.new_db(f"bare{n}")
+        r = core.ingest_subprocess(db1, f"ing-{n}", path)
+        b = core.bare_insert(db2, f"ing-{n}", path)
+        core.drop_db(db1)
+        core.drop_db(db2)
+        t0 = time.perf_counter()
+        batches = plan_batches(n, Settings().batch_size, Settings().max_batches)
+        t_plan = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i, obj in enumerate(gen(n), 1):
+            renderer.render({"_id": str(i), "row": i, "obj": obj})
+        t_render = time.perf_counter() - t0
+        row = {"rows": n, "ingest_s": r["wall_s"], "ingest_rate": n / r["wall_s"], "maxrss_mb": r["maxrss_mb"],
+               "bare_s": b["wall_s"], "bare_rate": n / b["wall_s"], "plan_s": t_plan, "render_s": t_render,
+               "batches": len(batches), "batch_rows": batches[0]["end"] - batches[0]["start"] + 1,
+               "xcom_bytes": len(json.dumps(batches)),
+               "per_record_us": 1e6 * (r["wall_s"] + t_plan + t_render) / n}
+        path.unlink()
+        ing.append(row)
+        log(f"ingest {n}: {row['ingest_rate']:.0f} rows/s vs bare {row['bare_rate']:.0f}; RSS {row['maxrss_mb']:.0f} MB; "
+            f"{row['per_record_us']:.0f} µs/record")
+    return ing
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 
@@ -133,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--naive-seconds", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=REPO / "docs/PERFORMANCE.md")
     p.add_argument("--json", type=Path, default=None, help="also dump every figure as JSON here")
+    p.add_argument("--only-ingest", type=Path, default=None, help="re-measure sections 2-3 into this --json file")
     p.add_argument("--from-json", type=Path, default=None, help="only re-write --out from figures saved by --json")
     a = p.parse_args(argv)
     if a.from_json:
@@ -148,6 +185,29 @@ def main(argv: list[str] | None = None) -> int:
         a.profile_records, a.dedup_records, a.live_records, a.naive_seconds = 100, 100, 0, 1.0
         a.parallel = 2
     sizes = [int(x) for x in a.ingest_sizes.split(",") if x]
+    if a.only_ingest:  # re-measure sections 2-3 only, into the figures of an earlier --json run
+        R = json.loads(a.only_ingest.read_text())
+        work = Path(tempfile.mkdtemp(prefix="bench-"))
+        os.environ["PRECACHE_REGISTRY_ROOTS"] = str(work)
+        R["ingest"] = ingest_section(sizes, work)
+        n = max(x for x in sizes if x <= 100_000)
+        path = core.write_csv(work / "ingest-ba.csv", n)
+        before_dir = export_plugins(a.before_rev)
+        ba = {}
+        for label, pdir in (("before", before_dir), ("after", None), ("before2", before_dir), ("after2", None)):
+            db = core.new_db(f"ingba{label}")
+            ba[label] = core.ingest_subprocess(db, f"ingba-{label}", path, pdir)
+            core.drop_db(db)
+            log(f"ingest {label} {n}: {ba[label]['wall_s']:.1f}s")
+        R["ingest_before_after"] = {"rows": n, **ba}
+        R["ingest_rerun"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        a.only_ingest.write_text(json.dumps(R, indent=1, ensure_ascii=False, default=str))
+        from bench.report import render
+
+        text, tab = render(R)
+        print(tab)
+        a.out.write_text(text, encoding="utf-8")
+        return 0
     in_flight = max(1, C // a.parallel)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     os.environ["PRECACHE_REGISTRY_ROOTS"] = str(work)
@@ -224,37 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. ingest vs bare insert_many, peak RSS; 3. scale
     from precache.config import Settings
-    from precache.models import Build
     from precache.planning import plan_batches
-    from precache.rendering import Renderer
-    from standins.samples import rows as gen
 
-    ing = []
-    renderer = Renderer(Build.model_validate(core.bench_build()))
-    for n in sizes:
-        path = core.write_csv(work / f"ingest{n}.csv", n)
-        db1, db2 = core.new_db(f"ing{n}"), core.new_db(f"bare{n}")
-        r = core.ingest_subprocess(db1, f"ing-{n}", path)
-        b = core.bare_insert(db2, f"ing-{n}", path)
-        core.drop_db(db1)
-        core.drop_db(db2)
-        t0 = time.perf_counter()
-        batches = plan_batches(n, Settings().batch_size, Settings().max_batches)
-        t_plan = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for i, obj in enumerate(gen(n), 1):
-            renderer.render({"_id": str(i), "row": i, "obj": obj})
-        t_render = time.perf_counter() - t0
-        row = {"rows": n, "ingest_s": r["wall_s"], "ingest_rate": n / r["wall_s"], "maxrss_mb": r["maxrss_mb"],
-               "bare_s": b["wall_s"], "bare_rate": n / b["wall_s"], "plan_s": t_plan, "render_s": t_render,
-               "batches": len(batches), "batch_rows": batches[0]["end"] - batches[0]["start"] + 1,
-               "xcom_bytes": len(json.dumps(batches)),
-               "per_record_us": 1e6 * (r["wall_s"] + t_plan + t_render) / n}
-        path.unlink()
-        ing.append(row)
-        log(f"ingest {n}: {row['ingest_rate']:.0f} rows/s vs bare {row['bare_rate']:.0f}; RSS {row['maxrss_mb']:.0f} MB; "
-            f"{row['per_record_us']:.0f} µs/record")
-    R["ingest"] = ing
+    R["ingest"] = ingest_section(sizes, work)
     big = plan_batches(1_000_000, Settings().batch_size, Settings().max_batches)
     R["scale_1m"] = {"batches": len(big), "batch_rows": big[0]["end"], "xcom_bytes": len(json.dumps(big)),
                      "progress_every": Settings().batch_size}
