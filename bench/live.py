@@ -46,6 +46,8 @@ def run(records: int, work: Path, parallel: int = 4) -> dict[str, Any]:
     pw = home / "passwords.json"
     pw.write_text(json.dumps({USERNAME: password}))
     env = airflow_env(home, port, pw)
+    env["AIRFLOW_CONN_MONGO_DEFAULT"] = os.environ["AIRFLOW_CONN_MONGO_DEFAULT"]  # the fixture may pick a DB of its own
+    env["AIRFLOW_CONN_TTS_PROXY"] = os.environ["AIRFLOW_CONN_TTS_PROXY"]
     af = LiveAirflow(base_url=f"http://127.0.0.1:{port}", env=env, home=home, username=USERNAME, password=password)
     tts = core.TtsStandin(LIVE_TTS_PORT, latency_ms=50, capacity=32)
     t_start = time.perf_counter()
@@ -63,10 +65,13 @@ def run(records: int, work: Path, parallel: int = 4) -> dict[str, Any]:
         t0 = time.time()
         run_id = af.trigger("tts_precache", conf)
         state = af.wait("tts_precache", run_id, timeout=3600)
+        t_state = time.time()
         with pymongo.MongoClient(core.MONGO_BASE) as c:
             summ = c[db]["precache_runs"].find_one({"_id": conf["registry_id"]}) or {}
         comp = summ.get("completion") or {}
-        t_done = _ts(comp.get("timestamp")) or time.time()
+        if not comp.get("timestamp"):
+            raise RuntimeError(f"no completion message stored in {db}.precache_runs (run {state})")
+        t_done = _ts(comp["timestamp"])
         r = af.request("GET", f"/api/v2/dags/tts_precache/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
         tis = r.json()["task_instances"]
         st = tts.stats()
@@ -85,7 +90,7 @@ def run(records: int, work: Path, parallel: int = 4) -> dict[str, Any]:
             "records": records, "state": state, "status": comp.get("status"), "wall_s": t_done - t0, "ideal_s": ideal,
             "distinct": len(distinct), "tts_requests": st["requests"], "peak_in_flight": st["peak_in_flight"],
             "parallelism": env.get("AIRFLOW__CORE__PARALLELISM"), "startup_s": startup,
-            "cache_tasks": len(cache_tis),
+            "cache_tasks": len(cache_tis), "run_state_seen_s": t_state - t0,
             "phases": {
                 "trigger → first task starts (scheduling)": first - t0,
                 "validate … plan (ingest itself: %.1f s)" % (ing[1] - ing[0]): cache[0] - first,

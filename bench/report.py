@@ -97,6 +97,8 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
         "by side on the same machine while it was shared with other work (the load average is given), so read",
         "the **ratios**, not the absolute rates." + (" **Smoke sizes: not the real figures.**" if smoke else ""),
         "",
+        *([f"Section 6 was re-measured at {R['live_rerun']} (`--only-live`) after a fix of the bench's reading of the",
+            "live run's completion message.", ""] if R.get("live_rerun") else []),
         *([f"Sections 2 and 3 and the ingest before/after were re-measured at {R['ingest_rerun']} (`--only-ingest`), after",
             "the ingest fix; every other figure is from the run dated below.", ""] if R.get("ingest_rerun") else []),
                 "## Machine",
@@ -355,10 +357,14 @@ def analysis(R: dict[str, Any]) -> list[str]:
     if lv and "error" not in lv:
         out.append(f"- **Live run ≥ 0.7 of ideal: {'met' if lv['ideal_s'] / lv['wall_s'] >= 0.7 else 'missed'}** — "
                    f"{lv['ideal_s'] / lv['wall_s']:.3f} ({lv['records']:,} records instead of 20,000: on FerretDB the bookkeeping "
-                   "alone would take far longer than the section-1 run). The rest is in the phase table: scheduling and"
-                   " task start-up (a fresh interpreter per task instance under LocalExecutor), ingest, the cache tasks"
-                   " waiting on MongoDB, and the deferred completion sensor's polling; fewer, larger batches and a real"
-                   " MongoDB would cut most of it.")
+                   "alone would take far longer than the section-1 run). Where the rest goes (phase table): the chain "
+                   "validate → ingest/lookup → parse → declare → plan runs one task at a time, each a fresh task "
+                   "process (a couple of seconds of start-up each, ~" + f"{list(lv['phases'].values())[1]:.0f}" + " s together); "
+                   f"the {lv['cache_tasks']} cache tasks of 100 rows took " + f"{list(lv['phases'].values())[2]:.0f}" + " s, "
+                   "their own start-up plus the FerretDB bookkeeping of section 1; the deferred completion sensor "
+                   + f"{list(lv['phases'].values())[4]:.1f}" + " s. What would cut it: a real MongoDB (the cache tasks), "
+                   "larger batches for big registries (fewer task start-ups; progress stays every 100 rows), and "
+                   "folding the short set-up tasks together.")
     else:
         out.append("- **Live run: not measured in this run** (see section 6).")
     out += ["", "No real MongoDB was available here (only FerretDB 1.24 on SQLite); set `BENCH_MONGO_BASE` to rerun the",

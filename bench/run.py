@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "docs/PERFORMANCE.md")
     p.add_argument("--json", type=Path, default=None, help="also dump every figure as JSON here")
     p.add_argument("--only-ingest", type=Path, default=None, help="re-measure sections 2-3 into this --json file")
+    p.add_argument("--only-live", type=Path, default=None, help="re-measure section 6 into this --json file")
     p.add_argument("--from-json", type=Path, default=None, help="only re-write --out from figures saved by --json")
     a = p.parse_args(argv)
     if a.from_json:
@@ -185,6 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         a.profile_records, a.dedup_records, a.live_records, a.naive_seconds = 100, 100, 0, 1.0
         a.parallel = 2
     sizes = [int(x) for x in a.ingest_sizes.split(",") if x]
+    if a.only_live:  # re-measure section 6 only, into the figures of an earlier --json run
+        from bench import live
+        from bench.report import render
+
+        R = json.loads(a.only_live.read_text())
+        work = Path(tempfile.mkdtemp(prefix="bench-"))
+        R["live"] = live.run(a.live_records, work, a.parallel)
+        R["live_rerun"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        a.only_live.write_text(json.dumps(R, indent=1, ensure_ascii=False, default=str))
+        text, tab = render(R)
+        print(tab)
+        a.out.write_text(text, encoding="utf-8")
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     if a.only_ingest:  # re-measure sections 2-3 only, into the figures of an earlier --json run
         R = json.loads(a.only_ingest.read_text())
         work = Path(tempfile.mkdtemp(prefix="bench-"))
