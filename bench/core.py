@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,13 +72,9 @@ class TtsStandin:
             [sys.executable, "-m", "standins.tts_proxy", "--store", self.store, "--port", str(port),
              "--latency-ms", str(latency_ms), "--capacity", str(capacity)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"TTS stand-in did not open {port}")
+        from standins.common import wait_port
+
+        wait_port(port, 30)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         import requests

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 
 from precache.config import Settings
-from precache.operators.trigger import TriggerPrecacheRunOperator
+from precache.operators.trigger import precache_runs
 from precache.inbox import trigger_kwargs
 
 SETTINGS = Settings.from_env()
@@ -57,16 +57,8 @@ def tts_precache_inbox() -> None:
             return inbox.scan(_inbox(), store, stamp, pipeline.validate, SETTINGS.inbox_max_files)
 
     files = scan()
-    runs = TriggerPrecacheRunOperator.partial(
-        task_id="run_precache",
-        trigger_dag_id="tts_precache",
-        wait_for_completion=True,
-        deferrable=True,
-        poke_interval=10,
-        allowed_states=["success"],
-        failed_states=["failed"],
-        # A retry would find its run already started; the outcome is read by `settle` instead.
-        retries=0,
+    # The outcome of each run is read by `settle`, not by a retry of its trigger.
+    runs = precache_runs(
         doc_md="Starts one `tts_precache` run per file and waits for it (deferred, no worker slot held).",
     ).expand_kwargs(files.map(trigger_kwargs))
 

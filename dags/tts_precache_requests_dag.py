@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
 
 from precache.config import Settings
-from precache.operators.trigger import TriggerPrecacheRunOperator
+from precache.operators.trigger import precache_runs
 from precache.triggers.requests import PrecacheRequestTrigger
 
 SETTINGS = Settings.from_env()
@@ -57,16 +57,8 @@ def tts_precache_requests() -> None:
 
         return runs_from_events(get_current_context()["triggering_asset_events"])
 
-    TriggerPrecacheRunOperator.partial(
-        task_id="run_precache",
-        trigger_dag_id="tts_precache",
+    precache_runs(
         skip_when_already_exists=True,
-        wait_for_completion=True,
-        deferrable=True,
-        poke_interval=10,
-        allowed_states=["success"],
-        failed_states=["failed"],
-        retries=0,
         doc_md="Starts the request's `tts_precache` run and waits for it (deferred).",
     ).expand_kwargs(requests())
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
+import time
 from functools import partial
 from typing import Any
 
@@ -74,3 +76,14 @@ def setup_logging() -> logging.Logger:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return logging.getLogger("standins")
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Block until something listens on 127.0.0.1:``port`` (a stand-in just started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")

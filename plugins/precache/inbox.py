@@ -162,7 +162,7 @@ def scan(
             "registry_id": registry_id, "conf": conf,
             "run_id": f"inbox__{registry_id}__{sha[:12]}__{run_stamp}"[:250],
         })
-    log.info("Inbox %s: %d file(s) to import", inbox, len(found)) if found else log.info("Inbox %s: nothing to import", inbox)
+    log.info("Inbox %s: %s", inbox, f"{len(found)} file(s) to import" if found else "nothing to import")
     return found
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from standins.common import wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Overridable so that two test sessions can run side by side on one machine.
@@ -52,16 +53,6 @@ BUILD_3 = {
 }
 
 
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 @pytest.fixture(scope="session")
 def builds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("builds")
@@ -79,8 +70,8 @@ def standins(builds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                           "--latency-ms", "5", "--capacity", "32"], env=env),
     ]
     try:
-        _wait_port(PORTAL_PORT)
-        _wait_port(TTS_PORT)
+        wait_port(PORTAL_PORT)
+        wait_port(TTS_PORT)
         yield {"portal": f"http://127.0.0.1:{PORTAL_PORT}", "tts": f"http://127.0.0.1:{TTS_PORT}"}
     finally:
         for p in procs:

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import BUILD_3, REPO, QueueReader, _wait_port, queue_exists, tts_stats
+from standins.common import wait_port
+from tests.integration.conftest import BUILD_3, REPO, QueueReader, queue_exists, tts_stats
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ class PrivateProcess:
         env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.args, env=env, stdout=log, stderr=log, start_new_session=True)
-        _wait_port(self.port)
+        wait_port(self.port)
         time.sleep(0.2)
         if self.proc.poll() is not None:  # someone else holds the port: we would test their process
             raise RuntimeError(f"{self.args[0]} exited at start (port {self.port} taken?); see {self.log}")

@@ -218,17 +218,7 @@ class PrecacheRequestTrigger(BaseEventTrigger):
             yield TriggerEvent(event)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # Only used where the triggerer does not run shared streams: ack right after yielding
-        # (at least once up to the yield, not up to the metadata database).
-        from airflow.triggers.shared_stream import AdvanceOutcome
-
-        producer = self.create_shared_stream_producer(self.serialize()[1])
-        try:
-            async for event, payload in producer.open_stream():
-                rejected = bool(event.get("error"))
-                if not rejected:
-                    yield TriggerEvent(event)
-                outcome = AdvanceOutcome(acked=0 if rejected else 1, failed=0, rejected=1 if rejected else 0)
-                await producer.advance([AdvanceItem(payload, outcome)])
-        finally:
-            await producer.aclose()
+        # Never called: a non-None shared_stream_key routes the triggerer to
+        # filter_shared_stream, the only path that acks after the event is stored.
+        raise NotImplementedError("PrecacheRequestTrigger runs as a shared stream (ack mode) only")
+        yield  # pragma: no cover - makes this an async generator
