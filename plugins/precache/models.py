@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,16 @@ INLINE_RECORDS_LIMIT = 10_000
 FORMATS = ("csv", "xlsx", "json", "jsonl")
 
 RegistryId = Annotated[str, StringConstraints(pattern=REGISTRY_ID_PATTERN)]
+
+
+def _not_reserved(v: str) -> str:
+    # The store's own collections are all precache_*; system.* belongs to the server.
+    if v.startswith(("system.", "precache_")):
+        raise ValueError(f"collection {v!r} is reserved")
+    return v
+
+
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$"), AfterValidator(_not_reserved)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 
@@ -125,20 +136,11 @@ class PrecacheConf(BaseModel):
     registry_id: RegistryId
     build_id: NonEmpty
     registry: RegistrySource
-    collection: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$")] = (
-        "registry_records"
-    )
+    collection: CollectionName = "registry_records"
     force: bool = False
     # A build in the portal's format (§4), used instead of looking build_id up: how a
     # precache request from kv.tts.precaching.v2 carries its messages and settings.
     build: dict[str, Any] | None = None
-
-    @field_validator("collection")
-    @classmethod
-    def _not_system(cls, v: str) -> str:
-        if v.startswith("system.") or v in ("precache_runs", "precache_phrases"):
-            raise ValueError(f"collection {v!r} is reserved")
-        return v
 
 
 _TRUE = {"true", "1", "yes"}
@@ -326,7 +328,7 @@ class PrecacheRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     registry_id: RegistryId
-    collection: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$")] = "registry_records"
+    collection: CollectionName = "registry_records"
     settings: dict[str, Any]
     messages: list[RequestMessage] = Field(min_length=1)
     # The seed lists the object's data fields; the records themselves are read from the collection.
@@ -345,7 +347,7 @@ class PrecacheRequest(BaseModel):
     def to_conf(self) -> dict[str, Any]:
         """The ``tts_precache`` conf that runs this request on the stored records."""
         build_id = self.build_id or "request"
-        voice = TtsSettings.model_validate(self.settings).voice
+        voice = str(self.settings["PRECACHE_VOICE"]).strip()  # present and non-blank: checked above
         return {
             "registry_id": self.registry_id,
             "build_id": build_id,
@@ -371,7 +373,7 @@ class InboxManifest(BaseModel):
 
     build_id: NonEmpty
     registry_id: RegistryId | None = None
-    collection: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,120}$")] | None = None
+    collection: CollectionName | None = None
     format: Literal["csv", "xlsx", "json", "jsonl"] | None = None
     encoding: str | None = None
     delimiter: str | None = None

@@ -235,10 +235,10 @@ def cache_batch(
     rid, coll = desc["registry_id"], desc["collection"]
     batch_key = f"b{bounds['start']}"
     counts = {"processed": 0, "cached": 0, "failed": 0}
+    # Rows a killed earlier try left only in the rewrite journal come back first.
+    store.restore_records(coll, rid, bounds["start"], bounds["end"])
     for sub_start in range(bounds["start"], bounds["end"] + 1, settings.batch_size):
         sub_end = min(sub_start + settings.batch_size - 1, bounds["end"])
-        if store.rewrites:
-            store.restore_records(coll, rid, sub_start, sub_end)
         requests: dict[str, TtsRequest] = {}
         todo = []
         for doc in store.read_rows(coll, rid, sub_start, sub_end):

@@ -115,7 +115,7 @@ class Renderer:
             )
         s = build.settings
         self._static: dict[str, Rendered] = {}
-        self._refusals: dict[str, int] = {}
+        self._refused: set[str] = set()
         self._base = {
             "voice": build.voice,
             "speed": s.speed,
@@ -159,8 +159,8 @@ class Renderer:
             return Rendered(mid, error=f"message {mid!r}: {exc.message}")
         except (SecurityError, OverflowError) as exc:  # OverflowError: the sandbox's range() cap
             # Logged once per message and renderer (a batch), not once per record.
-            self._refusals[mid] = self._refusals.get(mid, 0) + 1
-            if self._refusals[mid] == 1:
+            if mid not in self._refused:
+                self._refused.add(mid)
                 log.warning(
                     "SECURITY: template sandbox refused message %r of build %r: %s",
                     mid, self.build.build_id, exc,

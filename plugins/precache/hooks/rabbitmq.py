@@ -99,18 +99,11 @@ class RabbitMQHook(BaseHook):
                     f"RabbitMQ refused the login of connection {self.rabbitmq_conn_id!r} to {what}: "
                     f"{type(exc).__name__}; check its user, password and vhost"
                 ) from None
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                # access refused, not found, precondition failed: the broker's answer, not a blip
-                if exc.reply_code in (403, 404, 405, 406):
-                    self.close()
-                    raise ValueError(f"RabbitMQ refused to {what}: {exc.reply_code} {exc.reply_text}") from None
-                self.close()
-                if time.monotonic() + delay > deadline:
-                    raise ConnectionError(f"RabbitMQ: {what} failed for {self.retry_window_s:.0f}s: {exc!r}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
             except TRANSIENT as exc:
                 self.close()
+                if isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code in (403, 404, 405, 406):
+                    # access refused, not found, precondition failed: the broker's answer, not a blip
+                    raise ValueError(f"RabbitMQ refused to {what}: {exc.reply_code} {exc.reply_text}") from None
                 if time.monotonic() + delay > deadline:
                     raise ConnectionError(f"RabbitMQ: {what} failed for {self.retry_window_s:.0f}s: {exc!r}") from exc
                 log.warning("RabbitMQ: %s failed (%r); reconnecting in %.1fs", what, exc, delay)

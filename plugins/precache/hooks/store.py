@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from functools import cached_property
 from itertools import islice
 from typing import Any
 
@@ -56,6 +57,20 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def insert_new(coll: Collection, docs: list[dict[str, Any]]) -> set[int]:
+    """``insert_many`` that tolerates existing ``_id``s: returns the indexes of those skipped."""
+    if not docs:
+        return set()
+    try:
+        coll.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {e["index"] for e in errors}
+    return set()
+
+
 def bulk(coll: Collection, ops: list[Any]) -> None:
     for part in chunks(ops, UPDATE_CHUNK):
         coll.bulk_write(part, ordered=False)
@@ -71,7 +86,7 @@ class PrecacheStore:
     def close(self) -> None:
         self.hook.close()
 
-    @property
+    @cached_property
     def rewrites(self) -> bool:
         """Write many documents as one delete + one insert instead of one update each.
 
@@ -81,16 +96,13 @@ class PrecacheStore:
         is one scan for all and inserts use the index. On MongoDB updates are indexed:
         the plain update path stays. ``PRECACHE_STORE_REWRITES`` = 1/0 forces either way.
         """
-        if not hasattr(self, "_rewrites"):
-            forced = os.environ.get("PRECACHE_STORE_REWRITES", "auto")
-            if forced in ("0", "1"):
-                self._rewrites = forced == "1"
-            else:
-                try:
-                    self._rewrites = "ferretdbFeatures" in self.db.client.server_info()
-                except Exception:  # noqa: BLE001 - unknown server: the plain, always-correct path
-                    self._rewrites = False
-        return self._rewrites
+        forced = os.environ.get("PRECACHE_STORE_REWRITES", "auto")
+        if forced in ("0", "1"):
+            return forced == "1"
+        try:
+            return "ferretdbFeatures" in self.db.client.server_info()
+        except Exception:  # noqa: BLE001 - unknown server: the plain, always-correct path
+            return False
 
     def __enter__(self) -> PrecacheStore:
         return self
@@ -134,15 +146,7 @@ class PrecacheStore:
                         "precache": {"status": "pending"},
                     }
                 )
-            try:
-                coll.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-                if other:
-                    raise
-                existing = [docs[e["index"]] for e in errors]
-                bulk(coll, [ReplaceOne({"_id": d["_id"]}, d) for d in existing])
+            bulk(coll, [ReplaceOne({"_id": docs[i]["_id"]}, docs[i]) for i in sorted(insert_new(coll, docs))])
         # No "rows beyond N" clean-up here: the delete_many above removed every earlier row, and on
         # FerretDB that query is one more scan of the whole collection (a third of a 1M-row ingest).
         return total
@@ -204,15 +208,15 @@ class PrecacheStore:
         )
 
     def set_record_results(
-        self, collection: str, results: list[tuple[str, dict[str, Any]]], docs: dict[str, dict[str, Any]] | None = None,
+        self, collection: str, results: list[tuple[str, dict[str, Any]]], docs: dict[str, dict[str, Any]],
     ) -> None:
         """``results``: ``(_id, precache sub-document)`` pairs.
 
         Records sharing one outcome (all the cached ones, typically) are written by a
-        single ``update_many``; the rest one by one. With ``docs`` (the records as read,
-        by ``_id``) and ``rewrites``, the records are rewritten whole instead, journaled.
+        single ``update_many``; the rest one by one. With ``rewrites``, the records are
+        rewritten whole instead (``docs``: the records as read, by ``_id``), journaled.
         """
-        if docs is not None and self.rewrites and results and all(rid in docs for rid, _ in results):
+        if self.rewrites and results:
             self._rewrite_records(collection, [{**docs[rid], "precache": p} for rid, p in results])
             return
         groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
@@ -235,37 +239,30 @@ class PrecacheStore:
         journal.delete_many({"_id": {"$in": jids}})  # leftovers of a killed try of these rows
         journal.insert_many([{"_id": j, "coll": collection, "doc": d} for j, d in zip(jids, new_docs)], ordered=False)
         coll.delete_many({"_id": {"$in": ids}})
-        try:
-            coll.insert_many(new_docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            # Written again in between (a concurrent try of this batch): keep that document, set our outcome.
-            bulk(coll, [UpdateOne({"_id": new_docs[e["index"]]["_id"]}, {"$set": {"precache": new_docs[e["index"]]["precache"]}})
-                        for e in errors])
+        # Written again in between (a concurrent try of this batch): keep that document, set our outcome.
+        bulk(coll, [UpdateOne({"_id": new_docs[i]["_id"]}, {"$set": {"precache": new_docs[i]["precache"]}})
+                    for i in sorted(insert_new(coll, new_docs))])
         journal.delete_many({"_id": {"$in": jids}})
 
     def restore_records(self, collection: str, registry_id: str, start: int, end: int) -> int:
         """Put back records of rows ``start..end`` a killed rewrite left only in the journal."""
+        if not self.rewrites:
+            return 0
         journal = self.db[JOURNAL]
         left = list(journal.find({"coll": collection, "doc.registry_id": registry_id, "doc.row": {"$gte": start, "$lte": end}}))
         if not left:
             return 0
-        try:
-            self.records(collection).insert_many([j["doc"] for j in left], ordered=False)
-        except BulkWriteError as exc:  # those still present were never deleted: nothing to restore
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        # Those still present were never deleted: nothing to restore for them.
+        insert_new(self.records(collection), [j["doc"] for j in left])
         journal.delete_many({"_id": {"$in": [j["_id"] for j in left]}})
         return len(left)
 
-    def failed_records(self, collection: str, registry_id: str, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    def failed_records(self, collection: str, registry_id: str, run_id: str) -> list[dict[str, Any]]:
         cur = self.records(collection).find(
             {"registry_id": registry_id, "precache.run_id": run_id, "precache.status": "failed"},
             {"row": 1, "precache": 1},
         )
-        return sorted(cur, key=lambda d: d["row"])[:limit]
+        return sorted(cur, key=lambda d: d["row"])
 
     # --- run summary -----------------------------------------------------------------
 
@@ -327,7 +324,10 @@ class PrecacheStore:
         adding) is what keeps a retried batch from counting its records twice.
         """
         runs = self.db[RUNS]
-        doc = runs.find_one({"_id": registry_id, "dag_run_id": run_id})
+        doc = runs.find_one(
+            {"_id": registry_id, "dag_run_id": run_id},
+            {f"batches.{batch}": 1, "processed": 1, "cached": 1, "failed": 1, "total": 1, "published_processed": 1},
+        )
         if doc is None:
             raise LookupError(f"no running summary for registry {registry_id!r} and run {run_id!r}")
         old = (doc.get("batches") or {}).get(batch) or {}
@@ -357,14 +357,7 @@ class PrecacheStore:
         held: set[str] = set()
         if not keys:
             return mine, done, held
-        try:
-            ledger.insert_many([{"_id": k, **claim} for k in keys], ordered=False)
-            dup_idx: set[int] = set()
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            dup_idx = {e["index"] for e in errors}
+        dup_idx = insert_new(ledger, [{"_id": k, **claim} for k in keys])
         mine = {k for i, k in enumerate(keys) if i not in dup_idx}
         vanished = mine & set(seen_held)
         if mine and self.rewrites:
@@ -403,7 +396,7 @@ class PrecacheStore:
             return
         ledger, t = self.db[PHRASES], now()
 
-        def outcome(k: str, err: str | None) -> dict[str, Any]:
+        def outcome(err: str | None) -> dict[str, Any]:
             return {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": t}
 
         if self.rewrites and len(results) > 1:
@@ -415,34 +408,18 @@ class PrecacheStore:
             settling.delete_many({"_id": {"$in": keys}})
             settling.insert_many([{"_id": k, "until": time.time() + 600.0} for k in keys], ordered=False)
             ledger.delete_many({"_id": {"$in": keys}})
-            met: set[str] = set()
-            try:
-                ledger.insert_many([{"_id": k, **outcome(k, e)} for k, e in results.items()], ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
-                met = {keys[e["index"]] for e in errors}
-                bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, results[k])}) for k in sorted(met)])
+            met = {keys[i] for i in insert_new(ledger, [{"_id": k, **outcome(e)} for k, e in results.items()])}
+            bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(results[k])}) for k in sorted(met)])
             settling.delete_many({"_id": {"$in": [k for k in keys if k not in met]}})
             return
         cached = [k for k, e in results.items() if not e]
-        if len(cached) > 1:
-            ledger.update_many({"_id": {"$in": cached}}, {"$set": outcome("", None)})
-        else:
-            bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, None)}) for k in cached])
-        bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(k, e)}) for k, e in results.items() if e])
+        if cached:
+            ledger.update_many({"_id": {"$in": cached}}, {"$set": outcome(None)})
+        bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(e)}) for k, e in results.items() if e])
 
     def mark_run_phrases(self, run_id: str, keys: Iterable[str]) -> None:
         """Remember which distinct phrases this run needed (for ``unique_phrases``)."""
-        docs = [{"_id": f"{run_id}|{k}", "run_id": run_id} for k in keys]
-        if not docs:
-            return
-        try:
-            self.db[RUN_PHRASES].insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        insert_new(self.db[RUN_PHRASES], [{"_id": f"{run_id}|{k}", "run_id": run_id} for k in keys])
 
     def count_run_phrases(self, run_id: str) -> int:
         return self.db[RUN_PHRASES].count_documents({"run_id": run_id})

@@ -32,7 +32,7 @@ def connection_base(conn_id: str) -> tuple[str, dict[str, str]]:
     """Base URL and auth headers of an ``http`` connection."""
     hook = HttpHook(method="POST", http_conn_id=conn_id)
     conn = hook.get_connection(conn_id)
-    hook.get_conn()  # sets base_url by the provider's own host/schema/port rules
+    hook.get_conn().close()  # sets base_url by the provider's own host/schema/port rules
     return hook.base_url.rstrip("/"), bearer_headers(conn.password)
 
 
@@ -53,6 +53,7 @@ class TtsProxyHook:
         retry_budget_s: float = 120.0,
     ) -> None:
         self.base_url, self.headers = connection_base(tts_conn_id)
+        self._token = self.headers.get("Authorization", "").partition(" ")[2]
         self.max_in_flight = max_in_flight
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_attempts = max_attempts
@@ -73,8 +74,7 @@ class TtsProxyHook:
 
     def _redact(self, text: str) -> str:
         """An answer or error text without our bearer token (a proxy may echo request headers)."""
-        token = self.headers.get("Authorization", "").partition(" ")[2]
-        return text.replace(token, "***") if token else text
+        return text.replace(self._token, "***") if self._token else text
 
     async def _send(
         self, session: aiohttp.ClientSession, sem: asyncio.Semaphore, key: str, req: TtsRequest
