@@ -363,12 +363,13 @@ def probe_statements(db: str, n: int = 20_000, k: int = 100) -> dict[str, float]
 class MemoryStore:
     """Just enough of ``PrecacheStore`` for ``cache_batch``, in memory (one process)."""
 
-    rewrites = False
-
     def __init__(self, docs: list[dict[str, Any]], total: int) -> None:
         self.rows = {d["row"]: d for d in docs}
         self.ledger: dict[str, dict[str, Any]] = {}
         self.run = {"processed": 0, "cached": 0, "failed": 0, "total": total, "batches": {}}
+
+    def restore_records(self, collection: str, registry_id: str, start: int, end: int) -> int:
+        return 0  # nothing is ever rewritten here
 
     def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
         return [self.rows[r] for r in range(start, end + 1) if r in self.rows]
@@ -381,7 +382,7 @@ class MemoryStore:
     def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
         self.ledger.update({k: {"status": "failed" if e else "cached", "error": e} for k, e in results.items()})
 
-    def set_record_results(self, collection, results, docs=None):  # type: ignore[no-untyped-def]
+    def set_record_results(self, collection, results, docs):  # type: ignore[no-untyped-def]
         for rid, p in results:
             self.rows[int(rid.rsplit(":", 1)[1])]["precache"] = p
 
