@@ -185,7 +185,7 @@ def worker_pool(parallel: int, plugins_dir: Path | None = None) -> ProcessPoolEx
 
     key = (parallel, str(plugins_dir) if plugins_dir else None)
     if key not in _POOLS:
-        ex = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=_warm, initargs=("", key[1]))
+        ex = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=globals().get("_warm_for_pool", _warm), initargs=("", key[1]))
         list(ex.map(_pid, range(parallel)))  # every worker started and imported before any clock starts
         _POOLS[key] = ex
     return _POOLS[key]
@@ -206,9 +206,16 @@ def run_cache_phase(run: dict[str, Any], parallel: int = 4, in_flight_per_task: 
     futs = [ex.submit(_cache_task, run["db"], run["desc"], run["build"], b, run["run_id"], run["queue"],
                       in_flight_per_task) for b in run["batches"]]
     res = [f.result() for f in futs]
+    t1 = time.perf_counter()
+    # The records' statuses are part of the phase: on FerretDB they are written at the end, by `complete`.
+    configure(run["db"])
+    from precache.hooks.store import PrecacheStore
+
+    with PrecacheStore() as store:
+        store.apply_results(run["desc"]["collection"], run["desc"]["registry_id"], run["run_id"])
     wall = time.perf_counter() - t0
     totals = {k: sum(c[k] for c, _ in res) for k in ("processed", "cached", "failed")}
-    return {"wall_s": wall, "cpu_s": sum(cpu for _, cpu in res), **totals}
+    return {"wall_s": wall, "apply_s": wall - (t1 - t0), "cpu_s": sum(cpu for _, cpu in res), **totals}
 
 
 def _pid(_: int) -> int:
@@ -366,36 +373,39 @@ class MemoryStore:
     def __init__(self, docs: list[dict[str, Any]], total: int) -> None:
         self.rows = {d["row"]: d for d in docs}
         self.ledger: dict[str, dict[str, Any]] = {}
+        self.results: dict[int, dict[str, Any]] = {}
         self.run = {"processed": 0, "cached": 0, "failed": 0, "total": total, "batches": {}}
-
-    def restore_records(self, collection: str, registry_id: str, start: int, end: int) -> int:
-        return 0  # nothing is ever rewritten here
 
     def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
         return [self.rows[r] for r in range(start, end + 1) if r in self.rows]
 
-    def claim_phrases(self, keys, run_id, force, lease_s, seen_held=()):  # type: ignore[no-untyped-def]
-        mine = {k for k in keys if k not in self.ledger}
+    def claim_phrases(self, keys, run_id, force, lease_s):  # type: ignore[no-untyped-def]
+        mine = {k: "t" for k in keys if k not in self.ledger}
         self.ledger.update({k: {"status": "pending"} for k in mine})
         return mine, {k: None for k in keys if k not in mine}, set()
 
-    def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
+    def settle_phrases(self, run_id: str, results: dict[str, str | None], tokens: dict[str, str]) -> None:
         self.ledger.update({k: {"status": "failed" if e else "cached", "error": e} for k, e in results.items()})
 
-    def set_record_results(self, collection, results, docs):  # type: ignore[no-untyped-def]
-        for rid, p in results:
-            self.rows[int(rid.rsplit(":", 1)[1])]["precache"] = p
+    def saved_results(self, registry_id: str, run_id: str, start: int) -> dict[str, Any] | None:
+        return self.results.get(start)
+
+    def save_results(self, registry_id, run_id, start, end, processed, failures):  # type: ignore[no-untyped-def]
+        return self.results.setdefault(start, {"start": start, "end": end, "processed": processed, "failures": failures})
+
+    def apply_results(self, collection, registry_id, run_id, only=None):  # type: ignore[no-untyped-def]
+        return 0  # the records' statuses are not what this measures
 
     def mark_run_phrases(self, run_id: str, keys: Any) -> None:
         pass
 
-    def acquire_lock(self, registry_id: str, run_id: str) -> str:
-        return "t"
+    def acquire_lock(self, registry_id: str, run_id: str, batch: str) -> tuple[str, dict[str, Any]]:
+        return "t", self.run
 
-    def release_lock(self, registry_id: str, token: str) -> None:
-        pass
+    def release_lock(self, registry_id: str, token: str, fields: dict[str, Any] | None = None) -> None:
+        self.run.update(fields or {})
 
-    def set_batch_counts(self, registry_id, run_id, batch, counts):  # type: ignore[no-untyped-def]
+    def set_batch_counts(self, registry_id, run_id, batch, counts, doc=None):  # type: ignore[no-untyped-def]
         old = self.run["batches"].get(batch, {})
         for k in ("processed", "cached", "failed"):
             self.run[k] += counts[k] - old.get(k, 0)

@@ -210,15 +210,13 @@ def resolve_phrases(
     """
     outcome: dict[str, str | None] = {}
     pending = sorted(requests)
-    seen_held: set[str] = set()
     while pending:
-        mine, done, held = store.claim_phrases(pending, run_id, force, settings.phrase_lease_s, seen_held)
-        seen_held |= held
+        mine, done, held = store.claim_phrases(pending, run_id, force, settings.phrase_lease_s)
         outcome.update(done)
         if mine:
             results = asyncio.run(tts.send_all({k: requests[k] for k in mine}))
             settled = {r.key: r.error for r in results}
-            store.settle_phrases(run_id, settled)
+            store.settle_phrases(run_id, settled, mine)
             outcome.update(settled)
         pending = sorted(held)
         if pending:
@@ -230,57 +228,59 @@ def cache_batch(
     desc: dict[str, Any], build_raw: dict[str, Any], bounds: dict[str, int], run_id: str, queue: str,
     store: PrecacheStore, rabbit: RabbitMQHook, tts: TtsProxyHook, settings: Settings,
 ) -> dict[str, int]:
-    """Steps 9–11 for rows ``bounds.start..bounds.end``, reporting every ``batch_size`` rows."""
+    """Steps 9–11 for rows ``bounds.start..bounds.end``, reporting every ``batch_size`` rows.
+
+    Each slice of ``batch_size`` rows ends with its outcome saved as one document
+    (``store.save_results``); a later try of the task counts a saved slice and skips it.
+    """
     renderer = Renderer(Build.model_validate(build_raw))
     rid, coll = desc["registry_id"], desc["collection"]
     batch_key = f"b{bounds['start']}"
     counts = {"processed": 0, "cached": 0, "failed": 0}
-    # Rows a killed earlier try left only in the rewrite journal come back first.
-    store.restore_records(coll, rid, bounds["start"], bounds["end"])
     for sub_start in range(bounds["start"], bounds["end"] + 1, settings.batch_size):
         sub_end = min(sub_start + settings.batch_size - 1, bounds["end"])
-        requests: dict[str, TtsRequest] = {}
-        todo = []
-        for doc in store.read_rows(coll, rid, sub_start, sub_end):
-            state = doc.get("precache") or {}
-            if state.get("run_id") == run_id and state.get("status") in ("cached", "failed"):
-                # Finished by an earlier try of this task: count it, do not redo it.
-                counts["processed"] += 1
-                counts[state["status"]] += 1
-                continue
-            rendered = renderer.render(doc)
-            keys = []
-            for r in rendered:
-                if r.request is not None:
-                    key = r.request.key()
-                    requests.setdefault(key, r.request)
-                    keys.append(key)
-                else:
-                    keys.append(None)
-            todo.append((doc, rendered, keys))
-        outcome = resolve_phrases(requests, run_id, desc["force"], store, tts, settings)
-        results = []
-        stamp = now()
-        for doc, rendered, keys in todo:
-            errors = []
-            for r, key in zip(rendered, keys):
-                err = r.error if key is None else outcome.get(key)
-                if err:
-                    errors.append((r.message_id, err if err.startswith("message ") else f"message {r.message_id!r}: {err}"))
-            status = "failed" if errors else "cached"
-            results.append((doc["_id"], {
-                "status": status,
-                "error": "; ".join(e for _, e in errors) or None,
-                "message_id": errors[0][0] if errors else None,
-                "run_id": run_id,
-                "updated_at": stamp,
-            }))
-            counts["processed"] += 1
-            counts[status] += 1
-        store.set_record_results(coll, results, {doc["_id"]: doc for doc, _, _ in todo})
-        store.mark_run_phrases(run_id, requests)
+        saved = store.saved_results(rid, run_id, sub_start)
+        if saved is None:
+            saved = cache_rows(rid, coll, sub_start, sub_end, run_id, desc["force"], renderer, store, tts, settings)
+        counts["processed"] += saved["processed"]
+        counts["failed"] += len(saved["failures"])
+        counts["cached"] += saved["processed"] - len(saved["failures"])
         report_progress(desc, run_id, queue, batch_key, counts, store, rabbit)
     return counts
+
+
+def cache_rows(
+    rid: str, coll: str, start: int, end: int, run_id: str, force: bool,
+    renderer: Renderer, store: PrecacheStore, tts: TtsProxyHook, settings: Settings,
+) -> dict[str, Any]:
+    """Render rows ``start..end``, get their distinct phrases cached, save the outcome."""
+    requests: dict[str, TtsRequest] = {}
+    todo = []
+    for doc in store.read_rows(coll, rid, start, end):
+        rendered = renderer.render(doc)
+        keys = []
+        for r in rendered:
+            if r.request is not None:
+                key = r.request.key()
+                requests.setdefault(key, r.request)
+                keys.append(key)
+            else:
+                keys.append(None)
+        todo.append((doc["_id"], rendered, keys))
+    outcome = resolve_phrases(requests, run_id, force, store, tts, settings)
+    failures = []
+    for record_id, rendered, keys in todo:
+        errors = []
+        for r, key in zip(rendered, keys):
+            err = r.error if key is None else outcome.get(key)
+            if err:
+                errors.append((r.message_id, err if err.startswith("message ") else f"message {r.message_id!r}: {err}"))
+        if errors:
+            failures.append({"id": record_id, "error": "; ".join(e for _, e in errors), "message_id": errors[0][0]})
+    store.mark_run_phrases(run_id, requests)
+    saved = store.save_results(rid, run_id, start, end, len(todo), failures)
+    store.apply_results(coll, rid, run_id, only=saved)
+    return saved
 
 
 def report_progress(
@@ -293,9 +293,10 @@ def report_progress(
     and publishing is what makes ``processed`` non-decreasing on the queue.
     """
     rid = desc["registry_id"]
-    token = store.acquire_lock(rid, run_id)
+    token, counters = store.acquire_lock(rid, run_id, batch_key)
+    published: dict[str, Any] = {}
     try:
-        run = store.set_batch_counts(rid, run_id, batch_key, dict(counts))
+        run = store.set_batch_counts(rid, run_id, batch_key, dict(counts), counters)
         if run["processed"] > run.get("published_processed", -1):
             msg = ProgressMessage(
                 registry_id=rid, dag_run_id=run_id, processed=run["processed"], total=run["total"],
@@ -303,9 +304,9 @@ def report_progress(
                 percent=round(100.0 * run["processed"] / max(run["total"], 1), 1),
             )
             rabbit.publish_json(queue, msg.model_dump())
-            store.update_run(rid, run_id, {"published_processed": run["processed"]})
+            published = {"published_processed": run["processed"]}
     finally:
-        store.release_lock(rid, token)
+        store.release_lock(rid, token, published)
 
 
 def run_is_complete(registry_id: str, run_id: str, store: PrecacheStore) -> bool:
@@ -332,6 +333,8 @@ def complete(
     run = store.get_run(rid)
     if run is None or run.get("dag_run_id") != run_id:
         raise PrecacheError(f"no summary of run {run_id!r} for registry {rid!r}")
+    # The saved outcomes of the cache tasks reach the records now, before they are reported.
+    store.apply_results(desc["collection"], rid, run_id)
     msg = run.get("completion")
     if msg is not None and msg["status"] == "failed" and run["processed"] >= run["total"]:
         msg = None  # a cleared batch finished the records since: report the run as it now stands

@@ -8,17 +8,21 @@ Lookups by ``_id`` are also the ones FerretDB's SQLite backend serves without a 
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import os
+import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
 from itertools import islice
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -28,10 +32,14 @@ PHRASES = "precache_phrases"
 RUN_PHRASES = "precache_run_phrases"
 FAILURES = "precache_failures"
 INBOX = "precache_inbox"
-# Records being rewritten (delete + insert, see ``PrecacheStore.rewrites``): restored if a task dies in between.
-JOURNAL = "precache_rewrite_journal"
-# Phrases whose ledger entry a settle is rewriting (delete + insert): a claim that lands in between waits.
-SETTLING = "precache_phrases_settling"
+# Who is sending a phrase: ``_id`` = the phrase key, a token and a lease.
+CLAIMS = "precache_phrase_claims"
+# Outcomes of rows ``start..end`` of a run, saved by the cache task, applied to the records at completion.
+RESULTS = "precache_results"
+# FerretDB: a registry being rewritten with its outcomes (``_rewrite_registry``), one collection per run.
+JOURNAL_PREFIX = "precache_journal_"
+JOURNAL_MARK = "complete"
+LOOKUP_THREADS = 8
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
@@ -49,6 +57,10 @@ def now() -> datetime:
 
 def record_id(registry_id: str, row: int) -> str:
     return f"{registry_id}:{row}"
+
+
+def results_id(registry_id: str, run_id: str, start: int) -> str:
+    return f"{registry_id}|{run_id}|{start}"
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -84,17 +96,20 @@ class PrecacheStore:
         self.db: Database = self.hook.get_conn()[database or self.hook.connection.schema or "integration"]
 
     def close(self) -> None:
+        if "_lookups" in self.__dict__:
+            self._lookups.shutdown()
         self.hook.close()
 
     @cached_property
     def rewrites(self) -> bool:
-        """Write many documents as one delete + one insert instead of one update each.
+        """Whether the server is FerretDB, where only inserts and ``_id`` lookups avoid a scan.
 
-        On FerretDB 1.24 (SQLite) every update statement scans its whole collection (its
-        ``UPDATE ... WHERE sjson->'$._id' = ?`` misses the ``_id`` index) and ``update_many``
-        runs one such statement per matched document, while ``delete_many({_id: {$in}})``
-        is one scan for all and inserts use the index. On MongoDB updates are indexed:
-        the plain update path stays. ``PRECACHE_STORE_REWRITES`` = 1/0 forces either way.
+        On FerretDB 1.24 (SQLite) every update, delete and non-``_id`` query scans its whole
+        collection (about 40 µs per stored document; ``update_many`` once per matched document),
+        while inserts and ``find_one({"_id": …})`` use the index. There records are read by
+        ``_id`` and their outcomes written in one rewrite of the registry at the end of the run;
+        on MongoDB, where updates are indexed, each saved range is applied as it comes.
+        ``PRECACHE_STORE_REWRITES`` = 1/0 forces either way.
         """
         forced = os.environ.get("PRECACHE_STORE_REWRITES", "auto")
         if forced in ("0", "1"):
@@ -203,59 +218,103 @@ class PrecacheStore:
         return total
 
     def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
-        return list(
-            self.records(collection).find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}})
-        )
+        """Records of rows ``start..end``, by row.
 
-    def set_record_results(
-        self, collection: str, results: list[tuple[str, dict[str, Any]]], docs: dict[str, dict[str, Any]],
-    ) -> None:
-        """``results``: ``(_id, precache sub-document)`` pairs.
-
-        Records sharing one outcome (all the cached ones, typically) are written by a
-        single ``update_many``; the rest one by one. With ``rewrites``, the records are
-        rewritten whole instead (``docs``: the records as read, by ``_id``), journaled.
+        On FerretDB a range query scans the whole collection, while a lookup by ``_id`` uses
+        its index: rows written by ``ingest`` (``_id`` = ``<registry_id>:<row>``) are fetched
+        by ``_id``, a few at a time; records the integration wrote with ids of its own by range.
         """
-        if self.rewrites and results:
-            self._rewrite_records(collection, [{**docs[rid], "precache": p} for rid, p in results])
-            return
-        groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-        for rid, p in results:
-            groups.setdefault(repr(sorted(p.items())), (p, []))[1].append(rid)
-        singles = []
-        for p, ids in groups.values():
-            if len(ids) == 1:
-                singles.append(UpdateOne({"_id": ids[0]}, {"$set": {"precache": p}}))
-            else:
-                self.records(collection).update_many({"_id": {"$in": ids}}, {"$set": {"precache": p}})
-        bulk(self.records(collection), singles)
+        coll = self.records(collection)
+        if self.rewrites:
+            ids = [record_id(registry_id, r) for r in range(start, end + 1)]
+            first = coll.find_one({"_id": ids[0]})
+            if first is not None and first.get("registry_id") == registry_id and first.get("row") == start:
+                docs = [first, *self._lookups.map(lambda i: coll.find_one({"_id": i}), ids[1:])]
+                if all(d is not None and d.get("row") == r for d, r in zip(docs, range(start, end + 1))):
+                    return docs
+        return sorted(coll.find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}}), key=lambda d: d["row"])
 
-    def _rewrite_records(self, collection: str, new_docs: list[dict[str, Any]]) -> None:
-        """Replace records by ``_id`` with one delete + one insert; the new versions sit in the
-        journal meanwhile, so a task killed in between loses nothing (``restore_records``)."""
-        coll, journal = self.records(collection), self.db[JOURNAL]
-        ids = [d["_id"] for d in new_docs]
-        jids = [f"{collection}|{i}" for i in ids]
-        journal.delete_many({"_id": {"$in": jids}})  # leftovers of a killed try of these rows
-        journal.insert_many([{"_id": j, "coll": collection, "doc": d} for j, d in zip(jids, new_docs)], ordered=False)
-        coll.delete_many({"_id": {"$in": ids}})
-        # Written again in between (a concurrent try of this batch): keep that document, set our outcome.
-        bulk(coll, [UpdateOne({"_id": new_docs[i]["_id"]}, {"$set": {"precache": new_docs[i]["precache"]}})
-                    for i in sorted(insert_new(coll, new_docs))])
-        journal.delete_many({"_id": {"$in": jids}})
+    @cached_property
+    def _lookups(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="precache-lookup")
 
-    def restore_records(self, collection: str, registry_id: str, start: int, end: int) -> int:
-        """Put back records of rows ``start..end`` a killed rewrite left only in the journal."""
-        if not self.rewrites:
-            return 0
-        journal = self.db[JOURNAL]
-        left = list(journal.find({"coll": collection, "doc.registry_id": registry_id, "doc.row": {"$gte": start, "$lte": end}}))
-        if not left:
-            return 0
-        # Those still present were never deleted: nothing to restore for them.
-        insert_new(self.records(collection), [j["doc"] for j in left])
-        journal.delete_many({"_id": {"$in": [j["_id"] for j in left]}})
-        return len(left)
+    def save_results(
+        self, registry_id: str, run_id: str, start: int, end: int, processed: int, failures: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Record the outcome of rows ``start..end`` of a run as one insert-only document.
+
+        ``failures``: ``{"id": record _id, "error", "message_id"}`` of the failed rows; every other row of
+        the range is cached. When an earlier try already saved this range, its document stands
+        and is returned. The records themselves get their ``precache`` at ``apply_results``.
+        """
+        doc = {"_id": results_id(registry_id, run_id, start), "registry_id": registry_id, "run_id": run_id,
+               "start": start, "end": end, "processed": processed, "at": now(), "failures": failures}
+        if insert_new(self.db[RESULTS], [doc]):
+            return self.db[RESULTS].find_one({"_id": doc["_id"]}) or doc
+        return doc
+
+    def saved_results(self, registry_id: str, run_id: str, start: int) -> dict[str, Any] | None:
+        return self.db[RESULTS].find_one({"_id": results_id(registry_id, run_id, start)})
+
+    def apply_results(self, collection: str, registry_id: str, run_id: str, only: dict[str, Any] | None = None) -> int:
+        """Write the saved outcomes of a run into its records' ``precache``; returns rows covered.
+
+        On MongoDB each saved range is two indexed updates (``only``: just that one, so that
+        statuses show while the run goes). On FerretDB, where every update or delete scans
+        the collection, the registry is rewritten once, at the end (``only`` is ignored):
+        see ``_rewrite_registry``. Then the applied result documents are dropped. Repeatable.
+        """
+        if self.rewrites:
+            if only is not None:
+                return 0
+            return self._rewrite_registry(collection, registry_id, run_id)
+        docs = [only] if only is not None else list(self.db[RESULTS].find({"registry_id": registry_id, "run_id": run_id}))
+        coll, rows = self.records(collection), 0
+        for d in docs:
+            cached = {"status": "cached", "error": None, "message_id": None, "run_id": run_id, "updated_at": d["at"]}
+            coll.update_many({"registry_id": registry_id, "row": {"$gte": d["start"], "$lte": d["end"]}},
+                             {"$set": {"precache": cached}})
+            bulk(coll, [UpdateOne({"_id": f["id"]}, {"$set": {"precache": {
+                **cached, "status": "failed", "error": f["error"], "message_id": f["message_id"]}}}) for f in d["failures"]])
+            rows += d["end"] - d["start"] + 1
+        if only is None and docs:
+            self.db[RESULTS].delete_many({"registry_id": registry_id, "run_id": run_id})
+        return rows
+
+    def _rewrite_registry(self, collection: str, registry_id: str, run_id: str) -> int:
+        """FerretDB: all of a registry's records rewritten with their outcomes, in a fixed number of scans.
+
+        1. every record, with its outcome, goes into a journal collection of this run, then a
+           mark; 2. the registry's records are deleted (one scan); 3. the journal is inserted back;
+           4. the result documents and the journal are dropped. A try killed anywhere is finished
+           by the next one: with the mark present it restarts at 2, without it at 1.
+        """
+        coll, res = self.records(collection), self.db[RESULTS]
+        journal = self.db[JOURNAL_PREFIX + hashlib.sha256(f"{collection}|{registry_id}|{run_id}".encode()).hexdigest()[:16]]
+        results = sorted(res.find({"registry_id": registry_id, "run_id": run_id}), key=lambda d: d["start"])
+        if journal.find_one({"_id": JOURNAL_MARK}) is None:
+            if not results:
+                return 0
+            journal.drop()
+            starts = [d["start"] for d in results]
+            failed = {f["id"]: (f["error"], f["message_id"]) for d in results for f in d["failures"]}
+            for part in chunks(coll.find({"registry_id": registry_id}), WRITE_CHUNK):
+                for doc in part:
+                    i = bisect.bisect_right(starts, doc.get("row", 0)) - 1
+                    if i >= 0 and doc["row"] <= results[i]["end"]:
+                        err, mid = failed.get(doc["_id"], (None, None))
+                        doc["precache"] = {"status": "failed" if err else "cached", "error": err, "message_id": mid,
+                                           "run_id": run_id, "updated_at": results[i]["at"]}
+                journal.insert_many([{"_id": {"k": d["_id"]}, "doc": d} for d in part], ordered=False)
+            journal.insert_one({"_id": JOURNAL_MARK})
+        coll.delete_many({"registry_id": registry_id})
+        for part in chunks(journal.find({"_id": {"$ne": JOURNAL_MARK}}), WRITE_CHUNK):
+            insert_new(coll, [j["doc"] for j in part])
+        rows = sum(d["end"] - d["start"] + 1 for d in results)
+        if results:
+            res.delete_many({"registry_id": registry_id, "run_id": run_id})
+        journal.drop()
+        return rows
 
     def failed_records(self, collection: str, registry_id: str, run_id: str) -> list[dict[str, Any]]:
         cur = self.records(collection).find(
@@ -294,40 +353,57 @@ class PrecacheStore:
     def update_run(self, registry_id: str, run_id: str, fields: dict[str, Any]) -> None:
         self.db[RUNS].update_one({"_id": registry_id, "dag_run_id": run_id}, {"$set": fields})
 
-    def acquire_lock(self, registry_id: str, run_id: str, lease_s: float = 180.0, wait_s: float = 300.0) -> str:
+    def acquire_lock(
+        self, registry_id: str, run_id: str, batch: str, lease_s: float = 180.0, wait_s: float = 300.0,
+    ) -> tuple[str, dict[str, Any]]:
         """A lease on the summary: holders publish progress one at a time, in order.
 
-        The lease outlasts the publisher's 120 s reconnect window, so a holder stuck on a
+        Returns the lease's token and the summary's counters as of taking it (what
+        ``set_batch_counts`` needs). Waiting backs off up to 0.2 s: on FerretDB every
+        attempt is a write, and a tight loop of them slows the holder it waits for. The
+        lease outlasts the publisher's 120 s reconnect window, so a holder stuck on a
         broker outage is never overtaken (which would let ``processed`` go backwards).
         """
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait_s
+        delay = 0.01
         while True:
             t = time.time()
-            got = self.db[RUNS].update_one(
+            doc = self.db[RUNS].find_one_and_update(
                 {"_id": registry_id, "dag_run_id": run_id, "$or": [{"lock_until": None}, {"lock_until": {"$lt": t}}]},
                 {"$set": {"lock_until": t + lease_s, "lock_owner": token}},
+                # FerretDB 1.24 has no projection in findAndModify: the whole summary comes back there.
+                projection=None if self.rewrites else self._counter_fields(batch), return_document=ReturnDocument.AFTER,
             )
-            if got.modified_count == 1:
-                return token
+            if doc is not None:
+                return token, doc
             if time.monotonic() > deadline:
                 raise TimeoutError(f"progress lock of registry {registry_id!r} not acquired in {wait_s:.0f}s")
-            time.sleep(0.01)
+            time.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 0.2)
 
-    def release_lock(self, registry_id: str, token: str) -> None:
-        self.db[RUNS].update_one({"_id": registry_id, "lock_owner": token}, {"$set": {"lock_until": None, "lock_owner": None}})
+    def release_lock(self, registry_id: str, token: str, fields: dict[str, Any] | None = None) -> None:
+        """Give the lease back, setting ``fields`` in the same write."""
+        self.db[RUNS].update_one(
+            {"_id": registry_id, "lock_owner": token}, {"$set": {**(fields or {}), "lock_until": None, "lock_owner": None}},
+        )
 
-    def set_batch_counts(self, registry_id: str, run_id: str, batch: str, counts: dict[str, int]) -> dict[str, Any]:
+    @staticmethod
+    def _counter_fields(batch: str) -> dict[str, int]:
+        return {f"batches.{batch}": 1, "processed": 1, "cached": 1, "failed": 1, "total": 1, "published_processed": 1}
+
+    def set_batch_counts(
+        self, registry_id: str, run_id: str, batch: str, counts: dict[str, int], doc: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Record a batch's absolute counts and move the run totals by the difference.
 
-        Call it holding the progress lock. Setting absolute per-batch numbers (not
-        adding) is what keeps a retried batch from counting its records twice.
+        Call it holding the progress lock (``doc``: the counters ``acquire_lock`` returned).
+        Setting absolute per-batch numbers (not adding) is what keeps a retried batch from
+        counting its records twice.
         """
         runs = self.db[RUNS]
-        doc = runs.find_one(
-            {"_id": registry_id, "dag_run_id": run_id},
-            {f"batches.{batch}": 1, "processed": 1, "cached": 1, "failed": 1, "total": 1, "published_processed": 1},
-        )
+        if doc is None:
+            doc = runs.find_one({"_id": registry_id, "dag_run_id": run_id}, self._counter_fields(batch))
         if doc is None:
             raise LookupError(f"no running summary for registry {registry_id!r} and run {run_id!r}")
         old = (doc.get("batches") or {}).get(batch) or {}
@@ -340,82 +416,65 @@ class PrecacheStore:
     # --- phrase ledger -----------------------------------------------------------------
 
     def claim_phrases(
-        self, keys: list[str], run_id: str, force: bool, lease_s: float, seen_held: Iterable[str] = (),
-    ) -> tuple[set[str], dict[str, str | None], set[str]]:
-        """Sort phrase keys into: to send now, already settled (key → error or None), held by another task.
+        self, keys: list[str], run_id: str, force: bool, lease_s: float,
+    ) -> tuple[dict[str, str], dict[str, str | None], set[str]]:
+        """Sort phrase keys into: to send now (key → claim token), settled (key → error or None), held.
 
-        A phrase is sent at most once per run and, unless ``force``, never again once
-        cached by any run. Claims are leases so a killed worker's phrases are taken over.
-        ``seen_held``: keys found held earlier; one missing now is being settled by a
-        rewrite (``settle_phrases``), so the claim just inserted stays held, not sent.
+        A phrase is sent at most once per run and, unless ``force``, never again once cached by
+        any run. The first claim of a phrase is an insert into ``precache_phrase_claims`` and its
+        outcome another insert into ``precache_phrases``; only a claim that must be taken over
+        (its holder died, or the phrase is sent again) is an update. Both collections are read
+        by ``_id`` only, so on FerretDB no step scans a collection that grows with every phrase.
         """
-        ledger = self.db[PHRASES]
+        claims, ledger = self.db[CLAIMS], self.db[PHRASES]
         t = time.time()
-        claim = {"status": "pending", "run_id": run_id, "lease_until": t + lease_s, "error": None}
-        mine: set[str] = set()
+        mine: dict[str, str] = {}
         done: dict[str, str | None] = {}
         held: set[str] = set()
         if not keys:
             return mine, done, held
-        dup_idx = insert_new(ledger, [{"_id": k, **claim} for k in keys])
-        mine = {k for i, k in enumerate(keys) if i not in dup_idx}
-        vanished = mine & set(seen_held)
-        if mine and self.rewrites:
-            # Inserted while a settle had the entry deleted: that settle writes the outcome over
-            # our claim, so wait for it instead of sending the phrase again.
-            vanished |= {d["_id"] for d in self.db[SETTLING].find({"_id": {"$in": list(mine)}, "until": {"$gt": t}}, {"_id": 1})}
-        mine -= vanished
-        held |= vanished
-        if not dup_idx:
-            return mine, done, held
+
+        def claim(k: str) -> dict[str, Any]:
+            return {"_id": k, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": t + lease_s}
+
+        new = [claim(k) for k in keys]
+        dup_idx = insert_new(claims, new)
+        mine = {c["_id"]: c["token"] for i, c in enumerate(new) if i not in dup_idx}
         dups = [keys[i] for i in sorted(dup_idx)]
-        for doc in ledger.find({"_id": {"$in": dups}}):
-            k, status, owner = doc["_id"], doc.get("status"), doc.get("run_id")
+        found = self._lookups.map(lambda k: (k, ledger.find_one({"_id": k}), claims.find_one({"_id": k})), dups)
+        for k, outcome, held_by in found:
+            status = outcome.get("status") if outcome else None
+            owner = outcome.get("run_id") if outcome else None
             if status == "cached" and (not force or owner == run_id):
                 done[k] = None
             elif status == "failed" and owner == run_id:
-                done[k] = doc.get("error") or "failed"
-            elif status == "pending" and (doc.get("lease_until") or 0) > t:
-                held.add(k)
+                done[k] = outcome.get("error") or "failed"
+            elif held_by is None:
+                held.add(k)  # its claim is being taken over right now: look again
+            elif (held_by.get("lease_until") or 0) > t and (outcome is None or outcome.get("token") != held_by.get("token")):
+                held.add(k)  # being sent by another task, and not settled yet
             else:
-                won = ledger.update_one(
-                    {"_id": k, "status": status, "run_id": owner, "lease_until": doc.get("lease_until")},
-                    {"$set": claim},
-                )
-                (mine.add if won.modified_count else held.add)(k)
+                c = claim(k)
+                won = claims.update_one({"_id": k, "token": held_by.get("token")}, {"$set": c})
+                if won.modified_count:
+                    mine[k] = c["token"]
+                else:
+                    held.add(k)
         return mine, done, held
 
-    def settle_phrases(self, run_id: str, results: dict[str, str | None]) -> None:
-        """Record outcomes (key → error, None when cached) of phrases this run sent.
+    def settle_phrases(self, run_id: str, results: dict[str, str | None], tokens: dict[str, str]) -> None:
+        """Record outcomes (key → error, None when cached) of phrases this run claimed and sent.
 
-        With ``rewrites`` (FerretDB): one delete + one insert for all; a phrase claimed again
-        in between (by a task that never saw it held) keeps that claim's document, updated.
-        Otherwise the cached ones share one ``update_many``; failures are set one by one.
+        The outcome carries its claim's token: a claim whose token has an outcome is finished.
+        A phrase settled before (sent again after a failure, or forced) is replaced in place.
         """
         if not results:
             return
         ledger, t = self.db[PHRASES], now()
-
-        def outcome(err: str | None) -> dict[str, Any]:
-            return {"status": "failed" if err else "cached", "error": err, "run_id": run_id, "lease_until": None, "at": t}
-
-        if self.rewrites and len(results) > 1:
-            # Markers first: a claim inserted while the entries are gone finds its marker and waits.
-            # A marker stays (until it expires) where such a claim was met, for that claimer to see.
-            keys = list(results)
-            settling = self.db[SETTLING]
-            settling.delete_many({"until": {"$lt": time.time()}})
-            settling.delete_many({"_id": {"$in": keys}})
-            settling.insert_many([{"_id": k, "until": time.time() + 600.0} for k in keys], ordered=False)
-            ledger.delete_many({"_id": {"$in": keys}})
-            met = {keys[i] for i in insert_new(ledger, [{"_id": k, **outcome(e)} for k, e in results.items()])}
-            bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(results[k])}) for k in sorted(met)])
-            settling.delete_many({"_id": {"$in": [k for k in keys if k not in met]}})
-            return
-        cached = [k for k, e in results.items() if not e]
-        if cached:
-            ledger.update_many({"_id": {"$in": cached}}, {"$set": outcome(None)})
-        bulk(ledger, [UpdateOne({"_id": k}, {"$set": outcome(e)}) for k, e in results.items() if e])
+        docs = [{"_id": k, "status": "failed" if e else "cached", "error": e, "run_id": run_id, "token": tokens.get(k), "at": t}
+                for k, e in results.items()]
+        again = insert_new(ledger, docs)
+        bulk(ledger, [ReplaceOne({"_id": docs[i]["_id"]}, docs[i]) for i in sorted(again)])
 
     def mark_run_phrases(self, run_id: str, keys: Iterable[str]) -> None:
         """Remember which distinct phrases this run needed (for ``unique_phrases``)."""
