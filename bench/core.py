@@ -144,8 +144,12 @@ def prepare_run(db: str, registry_id: str, conf_registry: dict[str, Any], build:
     build_raw = pipeline.parse_build(build, build["build_id"])
     with PrecacheStore() as store, RabbitMQHook() as rabbit:
         queue = pipeline.declare(desc, build_raw, total, run_id, store, rabbit, settings)["queue"]
+    t0 = time.perf_counter()
+    with PrecacheStore() as store:
+        pipeline.snapshot(desc, total, run_id, store, settings)
+    t_snapshot = time.perf_counter() - t0
     batches = pipeline.plan(total, settings)
-    return {"db": db, "desc": desc, "build": build_raw, "run_id": run_id, "queue": queue, "batches": batches,
+    return {"snapshot_s": t_snapshot, "db": db, "desc": desc, "build": build_raw, "run_id": run_id, "queue": queue, "batches": batches,
             "total": total, "ingest_s": t_ingest}
 
 
@@ -376,7 +380,7 @@ class MemoryStore:
         self.results: dict[int, dict[str, Any]] = {}
         self.run = {"processed": 0, "cached": 0, "failed": 0, "total": total, "batches": {}}
 
-    def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
+    def read_rows(self, collection: str, registry_id: str, start: int, end: int, run_id: str | None = None) -> list[dict[str, Any]]:
         return [self.rows[r] for r in range(start, end + 1) if r in self.rows]
 
     def claim_phrases(self, keys, run_id, force, lease_s):  # type: ignore[no-untyped-def]

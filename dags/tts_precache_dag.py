@@ -136,10 +136,14 @@ def tts_precache() -> None:
         with PrecacheStore() as store, RabbitMQHook() as rabbit:
             return pipeline.declare(desc, build, ingested["total"], run_id, store, rabbit, SETTINGS)
 
-    @task(doc_md="Cuts rows into batches (bounds only go through XCom).")
-    def plan(ingested: dict[str, Any], queue: dict[str, Any]) -> list[dict[str, int]]:
+    @task(doc_md="Cuts rows into batches (bounds only go through XCom); on FerretDB also copies the "
+          "records in slices of 100 rows, so that the cache tasks need not scan the records collection.")
+    def plan(ingested: dict[str, Any], queue: dict[str, Any], desc: dict[str, Any]) -> list[dict[str, int]]:
         from precache import pipeline
+        from precache.hooks.store import PrecacheStore
 
+        with PrecacheStore() as store:
+            pipeline.snapshot(desc, ingested["total"], get_current_context()["run_id"], store, SETTINGS)
         return pipeline.plan(ingested["total"], SETTINGS)
 
     @task(
@@ -170,7 +174,7 @@ def tts_precache() -> None:
     # A bad build fails before the stored records of an earlier run are touched.
     build >> ingested
     queue = declare_queue(desc, build, ingested)
-    batches = plan(ingested, queue)
+    batches = plan(ingested, queue, desc)
     cached = cache.partial(desc=desc, build=build, queue=queue).expand(bounds=batches)
     complete = PrecacheCompletionSensor(
         task_id="complete", trigger_rule="all_done",

@@ -199,6 +199,14 @@ def plan(total: int, settings: Settings) -> list[dict[str, int]]:
     return batches
 
 
+def snapshot(desc: dict[str, Any], total: int, run_id: str, store: PrecacheStore, settings: Settings) -> None:
+    """On FerretDB, copy the records in slices of ``batch_size`` rows for the cache tasks to read."""
+    started = time.monotonic()
+    written = store.snapshot_rows(desc["collection"], desc["registry_id"], run_id, total, settings.batch_size)
+    if written:
+        log.info("Row snapshot: %d slices of %d rows in %.1fs", written, settings.batch_size, time.monotonic() - started)
+
+
 def resolve_phrases(
     requests: dict[str, TtsRequest], run_id: str, force: bool,
     store: PrecacheStore, tts: TtsProxyHook, settings: Settings,
@@ -256,7 +264,7 @@ def cache_rows(
     """Render rows ``start..end``, get their distinct phrases cached, save the outcome."""
     requests: dict[str, TtsRequest] = {}
     todo = []
-    for doc in store.read_rows(coll, rid, start, end):
+    for doc in store.read_rows(coll, rid, start, end, run_id):
         rendered = renderer.render(doc)
         keys = []
         for r in rendered:

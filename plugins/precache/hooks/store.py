@@ -3,7 +3,8 @@
 Every write is keyed so that repeating it changes nothing: records by
 ``_id = "<registry_id>:<row>"`` (plus the unique ``(registry_id, row)`` index of
 CONTRACTS §3), the summary by ``registry_id``, phrases by their content address.
-Lookups by ``_id`` are also the ones FerretDB's SQLite backend serves without a scan.
+On FerretDB 1.24 (SQLite) only inserts avoid scanning a collection, so the hot path
+writes by insert and reads by a few queries per 100 rows (``PrecacheStore.rewrites``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ RESULTS = "precache_results"
 JOURNAL_PREFIX = "precache_journal_"
 JOURNAL_MARK = "complete"
 LOOKUP_THREADS = 8
+FEW_IDS = 8
+# FerretDB: a run's records, 100 rows per document, so that a cache task need not scan the records.
+SNAPSHOT_PREFIX = "precache_rows_"
 WRITE_CHUNK = 1000
 # FerretDB 1.24 stalls on update/replace commands carrying many statements (seen at 80;
 # 40 is fine), so bulk updates go out in commands of at most this many statements.
@@ -104,10 +108,10 @@ class PrecacheStore:
     def rewrites(self) -> bool:
         """Whether the server is FerretDB, where only inserts and ``_id`` lookups avoid a scan.
 
-        On FerretDB 1.24 (SQLite) every update, delete and non-``_id`` query scans its whole
-        collection (about 40 µs per stored document; ``update_many`` once per matched document),
-        while inserts and ``find_one({"_id": …})`` use the index. There records are read by
-        ``_id`` and their outcomes written in one rewrite of the registry at the end of the run;
+        On FerretDB 1.24 (SQLite) every update, delete and query scans its whole collection
+        (about 40 µs per stored document, 4 µs for an ``_id`` equality; ``update_many`` once per
+        matched document); only inserts use an index (the unique ``_id``). There the records'
+        outcomes are written in one rewrite of the registry at the end of the run;
         on MongoDB, where updates are indexed, each saved range is applied as it comes.
         ``PRECACHE_STORE_REWRITES`` = 1/0 forces either way.
         """
@@ -217,22 +221,57 @@ class PrecacheStore:
             )
         return total
 
-    def read_rows(self, collection: str, registry_id: str, start: int, end: int) -> list[dict[str, Any]]:
-        """Records of rows ``start..end``, by row.
+    def read_rows(
+        self, collection: str, registry_id: str, start: int, end: int, run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records of rows ``start..end``: from the run's row snapshot when there is one."""
+        if run_id is not None and self.rewrites:
+            snap = self.db[self._snapshot_name(collection, registry_id, run_id)].find_one({"_id": str(start)})
+            if snap is not None and snap.get("end") == end:
+                return snap["rows"]
+        return list(
+            self.records(collection).find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}})
+        )
 
-        On FerretDB a range query scans the whole collection, while a lookup by ``_id`` uses
-        its index: rows written by ``ingest`` (``_id`` = ``<registry_id>:<row>``) are fetched
-        by ``_id``, a few at a time; records the integration wrote with ids of its own by range.
+    @staticmethod
+    def _snapshot_name(collection: str, registry_id: str, run_id: str) -> str:
+        return SNAPSHOT_PREFIX + hashlib.sha256(f"{collection}|{registry_id}|{run_id}".encode()).hexdigest()[:16]
+
+    def snapshot_rows(self, collection: str, registry_id: str, run_id: str, total: int, size: int) -> int:
+        """FerretDB: the registry's records copied, ``size`` rows per document, for the cache tasks.
+
+        There a cache task's range query scans the whole records collection (about 40 µs
+        per stored record, for every 100 rows); the snapshot costs one such scan per run,
+        and a task then reads its rows from a collection of ``total / size`` documents.
+        Returns the documents written (0 on MongoDB, where range queries use the index).
+        A repeat finishes an interrupted snapshot; ``apply_results`` drops it.
         """
-        coll = self.records(collection)
-        if self.rewrites:
-            ids = [record_id(registry_id, r) for r in range(start, end + 1)]
-            first = coll.find_one({"_id": ids[0]})
-            if first is not None and first.get("registry_id") == registry_id and first.get("row") == start:
-                docs = [first, *self._lookups.map(lambda i: coll.find_one({"_id": i}), ids[1:])]
-                if all(d is not None and d.get("row") == r for d, r in zip(docs, range(start, end + 1))):
-                    return docs
-        return sorted(coll.find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}}), key=lambda d: d["row"])
+        if not self.rewrites:
+            return 0
+        snap = self.db[self._snapshot_name(collection, registry_id, run_id)]
+        if snap.find_one({"_id": "complete"}) is not None:
+            return 0
+        groups: dict[int, list[dict[str, Any]]] = {}
+        written = 0
+        for doc in self.records(collection).find({"registry_id": registry_id}):
+            row = doc.get("row")
+            if not isinstance(row, int) or not 1 <= row <= total:
+                continue
+            start = (row - 1) // size * size + 1
+            group = groups.setdefault(start, [])
+            group.append(doc)
+            if len(group) == min(size, total - start + 1):  # rows come in order: at most one group open
+                written += len(insert_new(snap, [self._snapshot_doc(start, groups.pop(start))])) == 0
+        for start, group in groups.items():  # rows missing from the registry: their range goes short
+            written += len(insert_new(snap, [self._snapshot_doc(start, group)])) == 0
+        snap.insert_one({"_id": "complete"})
+        return written
+
+    @staticmethod
+    def _snapshot_doc(start: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        rows.sort(key=lambda d: d["row"])
+        # A string _id: FerretDB matches those in SQL, other types only after decoding each document.
+        return {"_id": str(start), "end": rows[-1]["row"] if len(rows) == rows[-1]["row"] - start + 1 else -1, "rows": rows}
 
     @cached_property
     def _lookups(self) -> ThreadPoolExecutor:
@@ -267,7 +306,9 @@ class PrecacheStore:
         if self.rewrites:
             if only is not None:
                 return 0
-            return self._rewrite_registry(collection, registry_id, run_id)
+            rows = self._rewrite_registry(collection, registry_id, run_id)
+            self.db.drop_collection(self._snapshot_name(collection, registry_id, run_id))
+            return rows
         docs = [only] if only is not None else list(self.db[RESULTS].find({"registry_id": registry_id, "run_id": run_id}))
         coll, rows = self.records(collection), 0
         for d in docs:
@@ -424,7 +465,7 @@ class PrecacheStore:
         any run. The first claim of a phrase is an insert into ``precache_phrase_claims`` and its
         outcome another insert into ``precache_phrases``; only a claim that must be taken over
         (its holder died, or the phrase is sent again) is an update. Both collections are read
-        by ``_id`` only, so on FerretDB no step scans a collection that grows with every phrase.
+        by ``_id`` only, and only for phrases claimed before.
         """
         claims, ledger = self.db[CLAIMS], self.db[PHRASES]
         t = time.time()
@@ -440,16 +481,20 @@ class PrecacheStore:
         new = [claim(k) for k in keys]
         dup_idx = insert_new(claims, new)
         mine = {c["_id"]: c["token"] for i, c in enumerate(new) if i not in dup_idx}
-        dups = [keys[i] for i in sorted(dup_idx)]
-        found = self._lookups.map(lambda k: (k, ledger.find_one({"_id": k}), claims.find_one({"_id": k})), dups)
-        for k, outcome, held_by in found:
+        outcomes = dict(self._find_by_ids(ledger, [keys[i] for i in sorted(dup_idx)]))
+        unsettled = []
+        for k, outcome in outcomes.items():
             status = outcome.get("status") if outcome else None
             owner = outcome.get("run_id") if outcome else None
             if status == "cached" and (not force or owner == run_id):
                 done[k] = None
             elif status == "failed" and owner == run_id:
                 done[k] = outcome.get("error") or "failed"
-            elif held_by is None:
+            else:
+                unsettled.append(k)
+        for k, held_by in self._find_by_ids(claims, unsettled):
+            outcome = outcomes[k]
+            if held_by is None:
                 held.add(k)  # its claim is being taken over right now: look again
             elif (held_by.get("lease_until") or 0) > t and (outcome is None or outcome.get("token") != held_by.get("token")):
                 held.add(k)  # being sent by another task, and not settled yet
@@ -461,6 +506,20 @@ class PrecacheStore:
                 else:
                     held.add(k)
         return mine, done, held
+
+    def _find_by_ids(self, coll: Collection, ids: list[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """``(id, document or None)`` for each id.
+
+        FerretDB 1.24 finds an ``_id`` by scanning too, but about ten times faster per stored
+        document than ``$in`` (which it matches in Go): a few ids are looked up one by one,
+        concurrently; more in one ``$in`` query.
+        """
+        if len(ids) <= FEW_IDS:
+            yield from self._lookups.map(lambda i: (i, coll.find_one({"_id": i})), ids)
+            return
+        found = {d["_id"]: d for d in coll.find({"_id": {"$in": ids}})}
+        for i in ids:
+            yield i, found.get(i)
 
     def settle_phrases(self, run_id: str, results: dict[str, str | None], tokens: dict[str, str]) -> None:
         """Record outcomes (key → error, None when cached) of phrases this run claimed and sent.
