@@ -301,6 +301,20 @@ print(json.dumps({{"total": total, "wall_s": wall, "maxrss_mb": resource.getrusa
 """
 
 
+def snapshot_in(db: str, registry_id: str, total: int) -> float:
+    """Seconds of ``pipeline.snapshot`` (the row snapshot of ``plan``) for a registry ingested into ``db``."""
+    from precache import pipeline
+    from precache.config import Settings
+    from precache.hooks.store import PrecacheStore
+
+    configure(db)
+    t0 = time.perf_counter()
+    with PrecacheStore() as store:
+        desc = {"collection": "registry_records", "registry_id": registry_id}
+        pipeline.snapshot(desc, total, "bench-snapshot", store, Settings())
+    return time.perf_counter() - t0
+
+
 def ingest_subprocess(db: str, registry_id: str, path: Path, plugins_dir: Path | None = None) -> dict[str, Any]:
     """``pipeline.ingest`` in a fresh interpreter; peak RSS is that process's ``ru_maxrss``."""
     code = _INGEST_CHILD.format(paths=[str(plugins_dir or REPO / "plugins"), str(REPO)], db=db, rid=registry_id, path=str(path))
@@ -387,6 +401,13 @@ class MemoryStore:
         mine = {k: "t" for k in keys if k not in self.ledger}
         self.ledger.update({k: {"status": "pending"} for k in mine})
         return mine, {k: None for k in keys if k not in mine}, set()
+
+    def claim_new(self, keys, run_id, lease_s):  # type: ignore[no-untyped-def]
+        mine, done, _ = self.claim_phrases(keys, run_id, False, lease_s)
+        return mine, list(done)
+
+    def check_claimed(self, keys, run_id, force, lease_s):  # type: ignore[no-untyped-def]
+        return {}, {k: None for k in keys}, set()
 
     def settle_phrases(self, run_id: str, results: dict[str, str | None], tokens: dict[str, str]) -> None:
         self.ledger.update({k: {"status": "failed" if e else "cached", "error": e} for k, e in results.items()})

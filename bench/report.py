@@ -173,13 +173,14 @@ def render(R: dict[str, Any], smoke: bool = False) -> tuple[str, str]:
               "(`standins.samples`, cp1251, `;`, Cyrillic) is read twice (checked, then written in `insert_many` of 1,000);",
               "peak RSS is that process's `ru_maxrss`. The bare figure is `insert_many` (1,000 per call, unordered) of the",
               "same documents into a fresh collection with the same unique index, on the same server, timing only the",
-              "inserts. Per-record cost = (ingest + `plan_batches` + rendering every record with the demo build) / N.",
+              "inserts. Per-record cost = (ingest + `plan` + rendering every record with the demo build) / N, where `plan` is",
+              "`plan_batches` plus, on FerretDB, the row snapshot the cache tasks read (`PrecacheStore.snapshot_rows`).",
               "",
-              "| rows | ingest s | rows/s | bare rows/s | ratio | peak RSS MB | plan ms | render s | batches × rows | plan XCom B | µs/record |",
+              "| rows | ingest s | rows/s | bare rows/s | ratio | peak RSS MB | plan s (of it snapshot) | render s | batches × rows | plan XCom B | µs/record |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in R["ingest"]:
         lines.append(f"| {g['rows']:,} | {g['ingest_s']:.1f} | {g['ingest_rate']:,.0f} | {g['bare_rate']:,.0f} | "
-                     f"{g['ingest_rate'] / g['bare_rate']:.2f} | {g['maxrss_mb']:.0f} | {1000 * g['plan_s']:.2f} | "
+                     f"{g['ingest_rate'] / g['bare_rate']:.2f} | {g['maxrss_mb']:.0f} | {g['plan_s']:.1f} ({g.get('snapshot_s', 0):.1f}) | "
                      f"{g['render_s']:.1f} | {g['batches']} × {g['batch_rows']} | {g['xcom_bytes']:,} | {g['per_record_us']:.0f} |")
     s = R["scale_1m"]
     lines += ["", f"1,000,000 records plan into **{s['batches']} mapped `cache` tasks** of {s['batch_rows']} rows (≤ 1024 =",
@@ -245,48 +246,48 @@ def analysis(R: dict[str, Any]) -> list[str]:
                 "(`bench.core.probe_statements`):", "", "| statement | ms |", "|---|---|"]
         out += [f"| `{k}` | {v:,.0f} |" for k, v in pr["ms"].items()] + [""]
     out += [
-        "A wall-clock cProfile of `cache_batch` (1,000 records, one task, L = 50 ms) before the fix put 9.0 s of 28.7 s",
-        "in `store.settle_phrases` (one `UpdateOne` per phrase) and 6.8 s in `store.set_record_results` (one",
-        "`update_many({_id: {$in}})` per outcome group); the TTS sends took 10.5 s, everything else < 1 s each.",
+        "Two rounds. The first (2026-12-04, git `317c93f` → `afdbe4c`) replaced FerretDB updates, each a scan of its",
+        "collection per updated document, by delete + insert per 100 rows: 4.4× at 2,000 records, still 0.034 of C/L",
+        "at 20,000. The second, measured here (`afdbe4c` → this code), started from a per-call wall-clock breakdown of",
+        "the 4 worker processes over a 6,000-record cache phase: **`acquire_lock` took 177 s of 243 s in every worker**",
+        "(73 %), `read_rows` 31 s, `claim_phrases` 16 s, the TTS sends 11 s.",
         "",
-        "Why: FerretDB 1.24's SQLite backend runs every update as `UPDATE t SET sjson = ? WHERE sjson->'$._id' = ?`",
-        "(`internal/backends/sqlite/collection.go`, `UpdateAll`), an expression its `_id` index (`sjson->\"_id\"`) does not",
-        "match: **each updated document costs a full scan of its collection** (an `UpdateOne` by `_id` two: the",
-        "lookup and the update), and `update_many` does one such statement per matched document after a Go-side",
-        "scan for the filter. So the suggested \"one `update_many` for all cached phrases\" halves the cost at best",
-        "(see the probe) but stays one scan per phrase. `delete_many({_id: {$in}})`, however, is one Go-side scan plus",
-        "one SQL `DELETE … IN (…)` for all ids, and inserts use the index: one scan for the whole sub-batch.",
+        "Why: the progress lease (which keeps `processed` non-decreasing on the queue) was taken by retrying an",
+        "`update_one` every 10 ms. On FerretDB each try is a write and a scan; three waiting workers kept the SQLite",
+        "writer busy, so the holder's own writes (counts, publish mark, release) queued behind them. And every",
+        "other statement still scanned: on FerretDB 1.24 even an `_id` equality is a scan (matched in SQL, ~4 µs per",
+        "stored document; other filters are matched in Go, ~40 µs); only inserts use an index.",
         "",
-        "The fix (`plugins/precache/hooks/store.py`, `PrecacheStore.rewrites`, on when the server is FerretDB,",
-        "`PRECACHE_STORE_REWRITES=0/1` forces it):",
+        "The fix (`plugins/precache/hooks/store.py`, `plugins/precache/pipeline.py`):",
         "",
-        "- `settle_phrases`: all outcomes of a sub-batch as **one `delete_many` + one `insert_many`** (on MongoDB:",
-        "  one `update_many` for the cached ones, failures one by one). Between the delete and the insert the ledger",
-        "  entries are gone, so another task could claim such a phrase by inserting it and send it again — the first",
-        "  20,000-record run of this bench did exactly that 4 times (20,604 calls for 20,600 phrases; under load the",
-        "  gap is long). So the settle first inserts a marker per phrase in `precache_phrases_settling` (a small",
-        "  collection: cheap), and `claim_phrases` checks the phrases it just won by insert against the markers: a",
-        "  marked one is treated as held (waited for). The settle's insert then meets that claim, overwrites it with",
-        "  the outcome and leaves the marker (it expires after 10 min) for the claimer to see. The rerun below:",
-        "  20,600 calls for 20,600 phrases. (`claim_phrases(seen_held=…)` does the same for phrases a task saw held.)",
-        "- `set_record_results`: the sub-batch's records rewritten whole (as read + the `precache` sub-document) with",
-        "  one delete + one insert, the new versions journaled first in `precache_rewrite_journal`, so a task killed",
-        "  between the two loses nothing: the next try of the batch restores them (`restore_records`) before reading.",
+        "- the lease is one `findAndModify` that also returns the counters, retried with jittered backoff up to",
+        "  0.2 s, and given back in the same write that records what was published (5 statements per 100 rows → 3);",
+        "- the outcome of each 100 rows is **one insert** into `precache_results` (a retried task counts a saved",
+        "  slice and skips it); on FerretDB the records get their `precache` once, at `complete`, in a journaled",
+        "  rewrite of the registry (two scans and 2 × N inserts for the whole run instead of a scan per 100 rows);",
+        "  on MongoDB they are still updated as they go, through the index;",
+        "- the phrase ledger is insert-only on the common path: a first claim is an insert into",
+        "  `precache_phrase_claims`, an outcome an insert into `precache_phrases`, outcomes are looked up before",
+        "  claims and only for phrases whose claim insert collided (the rewrite markers and journal of round one,",
+        "  and the race they guarded, are gone);",
+        "- on FerretDB `plan` copies the run's records into 100-row documents with string `_id`s",
+        "  (`precache_rows_<hash>`, dropped at `complete`): a task reads its rows from N/100 documents instead of",
+        "  scanning N records;",
+        "- a task sends its new phrases (known from the claim insert) while the phrases other tasks claimed first",
+        "  are looked up, in a thread, over one shared session and window.",
         "",
-        "- `write_records` (ingest): the trailing `delete_many({registry_id, row: {$gt: N}})` went — the clearing",
-        "  delete before the inserts had already removed those rows, and on FerretDB it is one more Go-side scan of",
-        "  the whole collection (~35 µs per stored document).",
+        "What is left, from the same breakdown at 20,000 records: per task ~0.8 s in that lookup (`check_claimed`:",
+        "a `$in` over the outcome ledger, which FerretDB matches in Go, ~40 µs per stored phrase, 20,600 at the end)",
+        "against ~0.75 s of sends; reading rows, saving outcomes and progress are below 0.1 s each.",
         "",
-        "Measured effect: in the development profile (`bench/profiling.py`, 1,000 records, one task; not repeated in",
-        "this run) `settle_phrases` 9.0 s → 0.64 s and `set_record_results` 6.8 s → 1.5 s, the run 28.7 s → 15.9 s.",
         "Side by side in this bench run:",
     ]
     if "before_after" in R:
         b, a = R["before_after"]["before"], R["before_after"]["after"]
         out += [f"{b['records']:,} records, 4 parallel tasks: **{b['wall_s']:.1f} s → {a['wall_s']:.1f} s "
                 f"({b['wall_s'] / a['wall_s']:.1f}×)**, TTS calls {b['tts_requests']:,} → {a['tts_requests']:,} "
-                f"(distinct {a['distinct']:,}). The gain grows with the collections (the old cost is per document × "
-                "collection size, the new one per statement × collection size)."]
+                f"(distinct {a['distinct']:,}). The gain grows with N: the old code scanned the records and the ledger "
+                "for every 100 rows."]
     iba = R.get("ingest_before_after")
     if iba:
         bt = (iba["before"]["wall_s"] + iba["before2"]["wall_s"]) / 2
@@ -294,7 +295,8 @@ def analysis(R: dict[str, Any]) -> list[str]:
         out += ["", f"Ingest of {iba['rows']:,} rows, before/after/before/after interleaved: "
                 f"{iba['before']['wall_s']:.1f}, {iba['after']['wall_s']:.1f}, {iba['before2']['wall_s']:.1f}, "
                 f"{iba['after2']['wall_s']:.1f} s → **{bt:.1f} s → {at:.1f} s ({bt / at:.2f}×)**."]
-    out += ["", "`tests/unit`, `tests/integration/test_pipeline.py` and `test_cli.py` pass with every fix (491 passed).", ""]
+    out += ["", "The whole test suite passes with the fix; `tests/integration/test_store.py` covers the new write paths on",
+            "both settings of `PRECACHE_STORE_REWRITES` (a rewrite killed after its delete included).", ""]
     bare, naive = t["bare"], t["naive"]
     g = R["ingest"][-1]
     first = R["ingest"][0]
@@ -309,24 +311,21 @@ def analysis(R: dict[str, Any]) -> list[str]:
         f"- **Throughput ≥ 0.85 of C/L: missed** — {p['rate'] / limit:.3f} of C/L ({p['rate']:.1f} of {limit:.0f} phrases/s, "
         f"{p['records']:,} records). **≥ 0.95 of the bare client: missed** — {p['rate'] / bare['rate']:.3f} (the bare client "
         f"reached {bare['rate'] / limit:.2f} of C/L). **≥ 25× the naive loop: missed** — {p['rate'] / naive['rate']:.1f}×. "
-        "Why: the cache phase waits on MongoDB bookkeeping, not on the proxy. On FerretDB every remaining statement",
-        "shape is a scan of its collection: per sub-batch of 100 rows `read_rows` (range query, Go-side scan of the",
-        "records), the claim's duplicate lookup (`$in` over the ledger: the static `hold` phrase and repeated greetings",
-        "make every sub-batch hit it), the settle and the records rewrite (one scan each now instead of ~100 each).",
-        "Each costs ~35 µs × documents in the collection, so per-record cost grows with N and the 2 cores are shared",
-        "with FerretDB itself. The proxy idles meanwhile: on average "
-        f"{p['rate'] * 0.05:.1f} requests were in flight (rate × L; the peak touched {p['peak_in_flight']}). The same code does "
-        + (f"{R['before_after']['after']['rate']:.0f}/s ({R['before_after']['after']['rate'] / limit:.2f} of C/L, "
-           f"{R['before_after']['after']['rate'] / naive['rate']:.0f}× the naive loop) at 2,000 records, where the collections "
-           "are 10× smaller — the cost is the server's, and it grows with N. " if "before_after" in R else "")
-        + "On a real MongoDB these are index lookups (< 1 ms each); with the",
-        "bookkeeping that small, section 1b shows the next limit: one task reaches "
+        "Why: the proxy is busy only part of the time. On average "
+        f"{p['rate'] * 0.05:.1f} requests were in flight (rate × L; the peak touched {p['peak_in_flight']}). Each of the "
+        f"{p['parallel']} tasks may hold {p['in_flight']} (C / parallel tasks, so that the sum never exceeds C) and holds them only",
+        "while it sends; between sends it reads its rows, renders, claims (on FerretDB, a scan of the ledger for the",
+        "phrases other tasks claimed first, which at 20,000 records takes longer than the sends it overlaps — it grows with N: "
+        + (f"{R['before_after']['after']['rate'] / limit:.2f} of C/L at {R['before_after']['after']['records']:,} records) "
+           if "before_after" in R else ") ")
+        + "and reports, and the 2 cores are shared with FerretDB and the stand-in. Section 1b shows the pipeline's own",
+        "shape without the server: one task reaches "
         + (f"{R['memory']['32']['rate'] / limit:.2f} of C/L at 32 in flight and {R['memory']['8']['rate'] / limit:.2f} at its share of 8"
            if "memory" in R else "well below C/L")
-        + ", because each sub-batch is a barrier and each task is held to C/4. Overlapping the next sub-batch's",
-        "sends with the current bookkeeping, and sharing one deployment-wide window of C between the tasks instead of",
-        "a fixed C/4 each, are the changes that would approach C/L there; not done here because on this server they",
-        "cannot move the figure (the server is the bottleneck), so they could not be verified.",
+        + ": each 100 rows are a barrier (render, claim, send all, settle, next). What would close the gap: a",
+        "deployment-wide window of C shared by the tasks (a task that is sending could use the slots of one that",
+        "is rendering), and overlapping one slice's sends with the next slice's render and claim. Neither is done.",
+        "On a real MongoDB every lookup here is an index hit; not measured (none available here).",
         f"- **Bound on requests in flight: met** — peak {p['peak_in_flight']} ≤ 32, {p['rejected_429']} answers 429, across "
         f"{p['parallel']} parallel tasks of {p['in_flight']} each.",
         f"- **TTS calls = distinct phrases: met** — {p['tts_requests']:,} = {p['distinct']:,} (dedup run: "

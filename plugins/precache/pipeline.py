@@ -216,19 +216,35 @@ def resolve_phrases(
     Phrases another task of this deployment is sending right now are waited for, not
     sent twice; a claim whose holder died is taken over when its lease runs out.
     """
+    return asyncio.run(_resolve(requests, run_id, force, store, tts, settings.phrase_lease_s))
+
+
+async def _resolve(
+    requests: dict[str, TtsRequest], run_id: str, force: bool, store: PrecacheStore, tts: TtsProxyHook, lease_s: float,
+) -> dict[str, str | None]:
     outcome: dict[str, str | None] = {}
     pending = sorted(requests)
-    while pending:
-        mine, done, held = store.claim_phrases(pending, run_id, force, settings.phrase_lease_s)
-        outcome.update(done)
-        if mine:
-            results = asyncio.run(tts.send_all({k: requests[k] for k in mine}))
+    async with tts.sender() as send:
+        while pending:
+            # New phrases (one insert tells) go out at once; looking up the others (on FerretDB a
+            # scan of the ledger) runs meanwhile, in a thread.
+            mine, claimed = store.claim_new(pending, run_id, lease_s)
+            sending = asyncio.ensure_future(send({k: requests[k] for k in mine}))
+            try:
+                taken, done, held = await asyncio.to_thread(store.check_claimed, claimed, run_id, force, lease_s)
+            except BaseException:
+                sending.cancel()
+                raise
+            results = await sending
+            if taken:
+                results += await send({k: requests[k] for k in taken})
             settled = {r.key: r.error for r in results}
-            store.settle_phrases(run_id, settled, mine)
+            store.settle_phrases(run_id, settled, mine | taken)
+            outcome.update(done)
             outcome.update(settled)
-        pending = sorted(held)
-        if pending:
-            time.sleep(0.2)
+            pending = sorted(held)
+            if pending:
+                await asyncio.sleep(0.2)
     return outcome
 
 

@@ -465,8 +465,26 @@ class PrecacheStore:
         any run. The first claim of a phrase is an insert into ``precache_phrase_claims`` and its
         outcome another insert into ``precache_phrases``; only a claim that must be taken over
         (its holder died, or the phrase is sent again) is an update. Both collections are read
-        by ``_id`` only, and only for phrases claimed before.
+        by ``_id`` only, and only for phrases claimed before. ``claim_new`` and ``check_claimed``
+        are its two halves, for a caller that sends the new ones while the others are looked up.
         """
+        mine, claimed = self.claim_new(keys, run_id, lease_s)
+        taken, done, held = self.check_claimed(claimed, run_id, force, lease_s)
+        return mine | taken, done, held
+
+    def claim_new(self, keys: list[str], run_id: str, lease_s: float) -> tuple[dict[str, str], list[str]]:
+        """Claim phrases never claimed before (one insert): theirs to send (key → token), and the rest."""
+        if not keys:
+            return {}, []
+        t = time.time()
+        new = [{"_id": k, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": t + lease_s} for k in keys]
+        dup_idx = insert_new(self.db[CLAIMS], new)
+        return {c["_id"]: c["token"] for i, c in enumerate(new) if i not in dup_idx}, [keys[i] for i in sorted(dup_idx)]
+
+    def check_claimed(
+        self, keys: list[str], run_id: str, force: bool, lease_s: float,
+    ) -> tuple[dict[str, str], dict[str, str | None], set[str]]:
+        """Phrases claimed before: taken over (key → token), settled (key → error or None), held."""
         claims, ledger = self.db[CLAIMS], self.db[PHRASES]
         t = time.time()
         mine: dict[str, str] = {}
@@ -478,10 +496,7 @@ class PrecacheStore:
         def claim(k: str) -> dict[str, Any]:
             return {"_id": k, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": t + lease_s}
 
-        new = [claim(k) for k in keys]
-        dup_idx = insert_new(claims, new)
-        mine = {c["_id"]: c["token"] for i, c in enumerate(new) if i not in dup_idx}
-        outcomes = dict(self._find_by_ids(ledger, [keys[i] for i in sorted(dup_idx)]))
+        outcomes = dict(self._find_by_ids(ledger, keys))
         unsettled = []
         for k, outcome in outcomes.items():
             status = outcome.get("status") if outcome else None

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -63,14 +65,21 @@ class TtsProxyHook:
         """Send every request once (keys are content addresses); results in any order."""
         if not requests:
             return []
+        async with self.sender() as send:
+            return await send(requests)
+
+    @asynccontextmanager
+    async def sender(self) -> AsyncIterator[Callable[[dict[str, TtsRequest]], Awaitable[list[TtsResult]]]]:
+        """A ``send(requests)`` whose calls, even concurrent ones, share one session and one
+        window of ``max_in_flight`` requests."""
         sem = asyncio.Semaphore(self.max_in_flight)
         connector = aiohttp.TCPConnector(limit=self.max_in_flight)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=self.timeout, headers=self.headers
-        ) as session:
-            return await asyncio.gather(
-                *(self._send(session, sem, key, req) for key, req in requests.items())
-            )
+        async with aiohttp.ClientSession(connector=connector, timeout=self.timeout, headers=self.headers) as session:
+
+            async def send(requests: dict[str, TtsRequest]) -> list[TtsResult]:
+                return list(await asyncio.gather(*(self._send(session, sem, k, r) for k, r in requests.items())))
+
+            yield send
 
     def _redact(self, text: str) -> str:
         """An answer or error text without our bearer token (a proxy may echo request headers)."""
