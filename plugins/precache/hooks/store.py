@@ -191,7 +191,7 @@ class PrecacheStore:
         """Check records written by the integration script (the seed's step 7) and count them.
 
         They must follow CONTRACTS §3: ``registry_id``, ``row`` 1..N (unique) and an ``obj``.
-        Nothing is rewritten, so what the integration wrote is never lost.
+        Their fields are never changed: a run only adds their ``precache`` sub-document.
         """
         coll = self.records(collection)
         total = coll.count_documents({"registry_id": registry_id})
