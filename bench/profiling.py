@@ -15,12 +15,12 @@ SPOTS = [
     ("render (Jinja + filters)", "precache/rendering.py", "render"),
     ("dedup: request key (sha256 of canonical JSON)", "precache/models.py", "key"),
     ("store.read_rows", "hooks/store.py", "read_rows"),
-    ("store.claim_phrases", "hooks/store.py", "claim_phrases"),
+    ("store.claim_new", "hooks/store.py", "claim_new"),
     ("store.settle_phrases", "hooks/store.py", "settle_phrases"),
-    ("store.set_record_results", "hooks/store.py", "set_record_results"),
+    ("store.save_results", "hooks/store.py", "save_results"),
     ("store.mark_run_phrases", "hooks/store.py", "mark_run_phrases"),
     ("progress (lock, counts, publish)", "precache/pipeline.py", "report_progress"),
-    ("TTS sends (asyncio.run of send_all)", "asyncio/runners.py", "run"),
+    ("TTS sends (asyncio.run of the send loop)", "asyncio/runners.py", "run"),
 ]
 
 
