@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ingest-sizes", default="10000,100000,1000000")
     p.add_argument("--profile-records", type=int, default=1_000)
     p.add_argument("--dedup-records", type=int, default=1_000)
-    p.add_argument("--live-records", type=int, default=2_000, help="0 skips the live Airflow run")
+    p.add_argument("--live-records", type=int, default=20_000, help="0 skips the live Airflow run")
     p.add_argument("--parallel", type=int, default=4, help="parallel cache tasks (PRECACHE_CACHE_PARALLEL_TASKS)")
     p.add_argument("--naive-seconds", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=REPO / "docs/PERFORMANCE.md")
