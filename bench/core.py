@@ -189,7 +189,7 @@ def worker_pool(parallel: int, plugins_dir: Path | None = None) -> ProcessPoolEx
 
     key = (parallel, str(plugins_dir) if plugins_dir else None)
     if key not in _POOLS:
-        ex = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=globals().get("_warm_for_pool", _warm), initargs=("", key[1]))
+        ex = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=_warm, initargs=("", key[1]))
         list(ex.map(_pid, range(parallel)))  # every worker started and imported before any clock starts
         _POOLS[key] = ex
     return _POOLS[key]

@@ -39,7 +39,8 @@ CLAIMS = "precache_phrase_claims"
 RESULTS = "precache_results"
 # FerretDB: a registry being rewritten with its outcomes (``_rewrite_registry``), one collection per run.
 JOURNAL_PREFIX = "precache_journal_"
-JOURNAL_MARK = "complete"
+# The document that marks a journal or snapshot as fully written.
+DONE_MARK = "complete"
 LOOKUP_THREADS = 8
 FEW_IDS = 8
 # FerretDB: a run's records, 100 rows per document, so that a cache task need not scan the records.
@@ -61,6 +62,10 @@ def now() -> datetime:
 
 def record_id(registry_id: str, row: int) -> str:
     return f"{registry_id}:{row}"
+
+
+def claim_doc(key: str, run_id: str, lease_until: float) -> dict[str, Any]:
+    return {"_id": key, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": lease_until}
 
 
 def results_id(registry_id: str, run_id: str, start: int) -> str:
@@ -106,7 +111,7 @@ class PrecacheStore:
 
     @cached_property
     def rewrites(self) -> bool:
-        """Whether the server is FerretDB, where only inserts and ``_id`` lookups avoid a scan.
+        """Whether to take the FerretDB write path (by default: whether the server is FerretDB).
 
         On FerretDB 1.24 (SQLite) every update, delete and query scans its whole collection
         (about 40 µs per stored document, 4 µs for an ``_id`` equality; ``update_many`` once per
@@ -118,6 +123,10 @@ class PrecacheStore:
         forced = os.environ.get("PRECACHE_STORE_REWRITES", "auto")
         if forced in ("0", "1"):
             return forced == "1"
+        return self.is_ferretdb
+
+    @cached_property
+    def is_ferretdb(self) -> bool:
         try:
             return "ferretdbFeatures" in self.db.client.server_info()
         except Exception:  # noqa: BLE001 - unknown server: the plain, always-correct path
@@ -226,16 +235,16 @@ class PrecacheStore:
     ) -> list[dict[str, Any]]:
         """Records of rows ``start..end``: from the run's row snapshot when there is one."""
         if run_id is not None and self.rewrites:
-            snap = self.db[self._snapshot_name(collection, registry_id, run_id)].find_one({"_id": str(start)})
+            snap = self._run_collection(SNAPSHOT_PREFIX, collection, registry_id, run_id).find_one({"_id": str(start)})
             if snap is not None and snap.get("end") == end:
                 return snap["rows"]
         return list(
             self.records(collection).find({"registry_id": registry_id, "row": {"$gte": start, "$lte": end}})
         )
 
-    @staticmethod
-    def _snapshot_name(collection: str, registry_id: str, run_id: str) -> str:
-        return SNAPSHOT_PREFIX + hashlib.sha256(f"{collection}|{registry_id}|{run_id}".encode()).hexdigest()[:16]
+    def _run_collection(self, prefix: str, collection: str, registry_id: str, run_id: str) -> Collection:
+        """A working collection of one run over one registry (a snapshot or a journal)."""
+        return self.db[prefix + hashlib.sha256(f"{collection}|{registry_id}|{run_id}".encode()).hexdigest()[:16]]
 
     def snapshot_rows(self, collection: str, registry_id: str, run_id: str, total: int, size: int) -> int:
         """FerretDB: the registry's records copied, ``size`` rows per document, for the cache tasks.
@@ -248,8 +257,8 @@ class PrecacheStore:
         """
         if not self.rewrites:
             return 0
-        snap = self.db[self._snapshot_name(collection, registry_id, run_id)]
-        if snap.find_one({"_id": "complete"}) is not None:
+        snap = self._run_collection(SNAPSHOT_PREFIX, collection, registry_id, run_id)
+        if snap.find_one({"_id": DONE_MARK}) is not None:
             return 0
         groups: dict[int, list[dict[str, Any]]] = {}
         written = 0
@@ -261,10 +270,10 @@ class PrecacheStore:
             group = groups.setdefault(start, [])
             group.append(doc)
             if len(group) == min(size, total - start + 1):  # rows come in order: at most one group open
-                written += len(insert_new(snap, [self._snapshot_doc(start, groups.pop(start))])) == 0
+                written += not insert_new(snap, [self._snapshot_doc(start, groups.pop(start))])
         for start, group in groups.items():  # rows missing from the registry: their range goes short
-            written += len(insert_new(snap, [self._snapshot_doc(start, group)])) == 0
-        snap.insert_one({"_id": "complete"})
+            written += not insert_new(snap, [self._snapshot_doc(start, group)])
+        snap.insert_one({"_id": DONE_MARK})
         return written
 
     @staticmethod
@@ -307,7 +316,7 @@ class PrecacheStore:
             if only is not None:
                 return 0
             rows = self._rewrite_registry(collection, registry_id, run_id)
-            self.db.drop_collection(self._snapshot_name(collection, registry_id, run_id))
+            self._run_collection(SNAPSHOT_PREFIX, collection, registry_id, run_id).drop()
             return rows
         docs = [only] if only is not None else list(self.db[RESULTS].find({"registry_id": registry_id, "run_id": run_id}))
         coll, rows = self.records(collection), 0
@@ -331,9 +340,9 @@ class PrecacheStore:
            by the next one: with the mark present it restarts at 2, without it at 1.
         """
         coll, res = self.records(collection), self.db[RESULTS]
-        journal = self.db[JOURNAL_PREFIX + hashlib.sha256(f"{collection}|{registry_id}|{run_id}".encode()).hexdigest()[:16]]
+        journal = self._run_collection(JOURNAL_PREFIX, collection, registry_id, run_id)
         results = sorted(res.find({"registry_id": registry_id, "run_id": run_id}), key=lambda d: d["start"])
-        if journal.find_one({"_id": JOURNAL_MARK}) is None:
+        if journal.find_one({"_id": DONE_MARK}) is None:
             if not results:
                 return 0
             journal.drop()
@@ -347,9 +356,9 @@ class PrecacheStore:
                         doc["precache"] = {"status": "failed" if err else "cached", "error": err, "message_id": mid,
                                            "run_id": run_id, "updated_at": results[i]["at"]}
                 journal.insert_many([{"_id": {"k": d["_id"]}, "doc": d} for d in part], ordered=False)
-            journal.insert_one({"_id": JOURNAL_MARK})
+            journal.insert_one({"_id": DONE_MARK})
         coll.delete_many({"registry_id": registry_id})
-        for part in chunks(journal.find({"_id": {"$ne": JOURNAL_MARK}}), WRITE_CHUNK):
+        for part in chunks(journal.find({"_id": {"$ne": DONE_MARK}}), WRITE_CHUNK):
             insert_new(coll, [j["doc"] for j in part])
         rows = sum(d["end"] - d["start"] + 1 for d in results)
         if results:
@@ -414,7 +423,7 @@ class PrecacheStore:
                 {"_id": registry_id, "dag_run_id": run_id, "$or": [{"lock_until": None}, {"lock_until": {"$lt": t}}]},
                 {"$set": {"lock_until": t + lease_s, "lock_owner": token}},
                 # FerretDB 1.24 has no projection in findAndModify: the whole summary comes back there.
-                projection=None if self.rewrites else self._counter_fields(batch), return_document=ReturnDocument.AFTER,
+                projection=None if self.is_ferretdb else self._counter_fields(batch), return_document=ReturnDocument.AFTER,
             )
             if doc is not None:
                 return token, doc
@@ -477,7 +486,7 @@ class PrecacheStore:
         if not keys:
             return {}, []
         t = time.time()
-        new = [{"_id": k, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": t + lease_s} for k in keys]
+        new = [claim_doc(k, run_id, t + lease_s) for k in keys]
         dup_idx = insert_new(self.db[CLAIMS], new)
         return {c["_id"]: c["token"] for i, c in enumerate(new) if i not in dup_idx}, [keys[i] for i in sorted(dup_idx)]
 
@@ -492,10 +501,6 @@ class PrecacheStore:
         held: set[str] = set()
         if not keys:
             return mine, done, held
-
-        def claim(k: str) -> dict[str, Any]:
-            return {"_id": k, "token": uuid.uuid4().hex, "run_id": run_id, "lease_until": t + lease_s}
-
         outcomes = dict(self._find_by_ids(ledger, keys))
         unsettled = []
         for k, outcome in outcomes.items():
@@ -514,7 +519,7 @@ class PrecacheStore:
             elif (held_by.get("lease_until") or 0) > t and (outcome is None or outcome.get("token") != held_by.get("token")):
                 held.add(k)  # being sent by another task, and not settled yet
             else:
-                c = claim(k)
+                c = claim_doc(k, run_id, t + lease_s)
                 won = claims.update_one({"_id": k, "token": held_by.get("token")}, {"$set": c})
                 if won.modified_count:
                     mine[k] = c["token"]
